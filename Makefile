@@ -1,0 +1,42 @@
+# caplab: the two doors are `make reproduce` and `make test`; both create the environment themselves.
+#   make reproduce [PROFILE=smoke|cpu|gpu] [PAPERS="kappa shannon"]
+#   make test | lab | bench | clean | distclean
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= cpu
+PAPERS  ?=
+# Models and data come from the Hugging Face cache; set HF_HUB_OFFLINE=0 to let the gpu tier download them.
+export HF_HUB_OFFLINE      ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: setup reproduce test lab bench index clean distclean
+
+# One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+reproduce: setup
+	$(PY) -m caplab run --tier $(PROFILE) $(PAPERS)
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(PY) -m caplab.bench --out bench/bench.json
+
+index: setup
+	$(PY) -m caplab index
+
+clean:
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .cache bench

@@ -1,0 +1,3 @@
+from caplab.cli import main
+
+raise SystemExit(main())

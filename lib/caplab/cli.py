@@ -1,0 +1,117 @@
+"""`python -m caplab`: run paper notebooks at a tier, rebuild the index, list papers and claims.
+
+The Makefile calls this; every command explains itself with --help.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from caplab.paths import notebooks_dir, results_dir
+
+
+def _notebook_names(papers: list[str], notebooks: Path) -> list[str] | None:
+    """Paper ids or notebook names -> notebook names (`downstream` is tested by the `ceilings` notebook)."""
+    from caplab.report.registry import papers as registry
+    if not papers:
+        return None
+    reg = registry()
+    names = []
+    for p in papers:
+        name = reg[p].notebook if p in reg else p
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def cmd_run(args) -> int:
+    from caplab import runner, tiers
+    notebooks, results = Path(args.notebooks), Path(args.results)
+    try:
+        outcomes = runner.run(_notebook_names(args.papers, notebooks), args.tier, notebooks_dir=notebooks,
+                              results=results, cell_timeout=args.cell_timeout)
+    except tiers.ParameterError as exc:
+        print(f"caplab: nothing was run: {exc}", file=sys.stderr)
+        return 2
+    print("\nrun summary:")
+    for o in outcomes:
+        print(f"  {o.notebook:<14} {o.tier:<6} {o.status:<7} {o.wall_s:7.1f} s  {o.output_dir / 'report.html'}"
+              + (f"\n      {o.error}" if o.error else ""))
+    print(f"index: {(results / 'index.html').resolve()}")
+    return 1 if any(o.status != "ok" for o in outcomes) else 0
+
+
+def cmd_validate(args) -> int:
+    from caplab import tiers
+    notebooks = Path(args.notebooks)
+    names = _notebook_names(args.papers, notebooks) or tiers.available_notebooks(notebooks)
+    bad = 0
+    for name in names:
+        for tier in args.tiers:
+            try:
+                tiers.plan(notebooks, name, tier)
+                print(f"ok      {name} {tier}")
+            except tiers.ParameterError as exc:
+                bad += 1
+                print(f"INVALID {exc}")
+    return 1 if bad else 0
+
+
+def cmd_index(args) -> int:
+    from caplab.report import index
+    path = index.build(Path(args.results))
+    print(f"index: {path.resolve()}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from caplab.report.registry import papers
+    notebooks = Path(args.notebooks)
+    for paper in papers().values():
+        has = (notebooks / f"{paper.notebook}.ipynb").exists()
+        print(f"{paper.id}  (arXiv {paper.arxiv}; notebook {paper.notebook}.ipynb"
+              f"{'' if has else ', not written yet'})\n  {paper.title}")
+        for c in paper.claims:
+            print(f"    {c.id:<42} [{'/'.join(c.tiers)}] {c.statement}")
+            if args.rules:
+                print(f"    {'':<42} rule: {c.rule.describe()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m caplab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notebooks", default=str(notebooks_dir()), help="folder of paper notebooks and params/")
+    parser.add_argument("--results", default=str(results_dir()), help="where reports and the index are written")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute paper notebooks at a tier, render reports, rebuild the index",
+                         description="Validate every parameter file first (nothing runs if one is bad), then "
+                                     "execute each notebook with papermill into results/<paper>/<tier>/, render it "
+                                     "to HTML, and rebuild the index. Exits 1 if any notebook failed.")
+    run.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every notebook)")
+    run.add_argument("--tier", default="cpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default cpu)")
+    run.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: by tier)")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check parameter files against the notebooks, execute nothing")
+    val.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every notebook)")
+    val.add_argument("--tiers", nargs="+", default=["smoke", "cpu", "gpu"], help="tiers to check")
+    val.set_defaults(func=cmd_validate)
+
+    idx = sub.add_parser("index", help="rebuild results/index.html and results/scorecard.md from existing runs")
+    idx.set_defaults(func=cmd_index)
+
+    lst = sub.add_parser("list", help="list papers and their claims")
+    lst.add_argument("--rules", action="store_true", help="also print each claim's verdict rule")
+    lst.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    return args.func(args)

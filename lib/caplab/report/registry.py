@@ -1,0 +1,102 @@
+"""The claim registry: every paper caplab replicates, every claim of each, and the rule that decides it.
+
+The papers and their claims (statement, the paper's value and where it is stated, the tiers that can test it) are
+data, in `papers.yaml`, taken from the fact sheets. The rules are code, here, keyed by claim id: a claim whose
+experiment is not built yet carries `NotImplementedYet` and is always "not run". Tests and plug-ins may `register`
+further papers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from caplab.report.rules import (AllOf, Above, Below, Holds, NOT_RUN, NotImplementedYet, Rule, Verdict)
+
+TIERS = ("smoke", "cpu", "gpu")
+
+# ---- the rules, one per claim with an experiment --------------------------------------------------------------
+RULES: dict[str, Rule] = {
+    # Spearman correlation between log kappa and the Gaussian output entropy, over random matrices at a fixed
+    # Frobenius norm, with a bootstrap interval: the theory says strongly negative.
+    "kappa.entropy_theory": Below("entropy_log_kappa_spearman", -0.5),
+    # Forgetting (rise of control-task loss at a matched new-task loss), lowest-kappa arm minus the broad arms,
+    # with 95 % intervals over seeds: negative means the lowest-kappa arm forgets less.
+    "kappa.less_forgetting": AllOf((Below("forgetting_low_minus_full", 0.0),
+                                    Below("forgetting_low_minus_lora", 0.0))),
+    "kappa.low_beats_high": Below("forgetting_low_minus_high", 0.0),
+    "kappa.selector_agrees": Holds("selection_equals_peft"),
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    paper_value: str
+    tiers: tuple[str, ...] = TIERS
+    rule: Rule = field(default_factory=NotImplementedYet)
+
+    @property
+    def paper(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def judge(self, evidence, tier: str) -> Verdict:
+        """The verdict of this claim on a run's evidence at `tier`."""
+        if tier not in self.tiers:
+            return Verdict(NOT_RUN, f"tested at the {'/'.join(self.tiers)} tier only")
+        return self.rule.apply(evidence)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "statement": self.statement, "paper_value": self.paper_value,
+                "tiers": list(self.tiers), "rule": self.rule.describe()}
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    arxiv: str
+    notebook: str            # the notebook (stem) that tests this paper's claims
+    claims: tuple[Claim, ...]
+
+
+_EXTRA: dict[str, Paper] = {}
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> dict[str, Paper]:
+    data = yaml.safe_load((Path(__file__).with_name("papers.yaml")).read_text())
+    papers = {}
+    for p in data["papers"]:
+        claims = tuple(Claim(c["id"], c["statement"], c["paper_value"], tuple(c["tiers"]),
+                             RULES.get(c["id"], NotImplementedYet())) for c in p["claims"])
+        papers[p["id"]] = Paper(p["id"], p["title"], str(p["arxiv"]), p["notebook"], claims)
+    unknown = set(RULES) - {c.id for p in papers.values() for c in p.claims}
+    if unknown:
+        raise RuntimeError(f"rules for claims that are not in papers.yaml: {sorted(unknown)}")
+    return papers
+
+
+def register(paper: Paper) -> None:
+    """Add a paper (used by test fixtures and extensions)."""
+    _EXTRA[paper.id] = paper
+
+
+def papers() -> dict[str, Paper]:
+    return {**_builtin(), **_EXTRA}
+
+
+def claims_for_notebook(notebook: str) -> list[Claim]:
+    """All claims tested by one notebook (a notebook may serve several papers: ceilings also tests downstream)."""
+    return [c for p in papers().values() if p.notebook == notebook for c in p.claims]
+
+
+def claim(claim_id: str) -> Claim:
+    for p in papers().values():
+        for c in p.claims:
+            if c.id == claim_id:
+                return c
+    raise KeyError(f"unknown claim {claim_id!r}")

@@ -1,0 +1,185 @@
+"""Verdict rules: how measured evidence becomes reproduced / not reproduced / inconclusive / not run.
+
+A rule is a small object that states itself in words (`describe()`) and is applied to the evidence a notebook
+recorded (`apply(evidence)`); the claim registry attaches one rule to each claim, so the report and the scorecard
+cannot disagree. Rules read named metrics: a value with an optional interval (lo, hi). Where an interval is given
+the rule reads the interval, not the point: a value whose interval straddles the threshold is inconclusive.
+A metric the run did not measure gives "not run".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+NOT_RUN = "not run"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured number: a value, an optional interval, and what it is."""
+
+    name: str
+    value: float | bool | None
+    lo: float | None = None
+    hi: float | None = None
+    unit: str = ""
+    note: str = ""
+    figure: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "lo": self.lo, "hi": self.hi, "unit": self.unit,
+                "note": self.note, "figure": self.figure}
+
+    def text(self) -> str:
+        if isinstance(self.value, bool) or self.value is None:
+            core = str(self.value)
+        else:
+            core = f"{self.value:.4g}"
+        if self.lo is not None and self.hi is not None:
+            core += f" [{self.lo:.4g}, {self.hi:.4g}]"
+        return f"{self.name} = {core}{(' ' + self.unit) if self.unit else ''}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+    evidence: tuple[Metric, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}; allowed: {VERDICTS}")
+
+
+class Rule:
+    """Base class: `metrics()` names what the rule reads; `decide()` gives the verdict when all are present."""
+
+    def metrics(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def decide(self, evidence: Mapping[str, Metric]) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def apply(self, evidence: Mapping[str, Metric]) -> Verdict:
+        missing = [m for m in self.metrics() if m not in evidence or evidence[m].value is None]
+        used = tuple(evidence[m] for m in self.metrics() if m in evidence)
+        if missing:
+            return Verdict(NOT_RUN, f"not measured in this run: {', '.join(missing)}", used)
+        verdict, reason = self.decide(evidence)
+        return Verdict(verdict, reason, used)
+
+
+def _interval(metric: Metric) -> tuple[float, float]:
+    if metric.lo is not None and metric.hi is not None:
+        return float(metric.lo), float(metric.hi)
+    return float(metric.value), float(metric.value)
+
+
+@dataclass(frozen=True)
+class Above(Rule):
+    """Reproduced when the metric (its whole interval) lies above `threshold`; not reproduced when it lies at or
+    below it; inconclusive when the interval contains it."""
+
+    metric: str
+    threshold: float = 0.0
+
+    def metrics(self):
+        return (self.metric,)
+
+    def describe(self):
+        return f"reproduced if {self.metric} > {self.threshold:g} (whole interval); not reproduced if its interval " \
+               f"lies at or below {self.threshold:g}; inconclusive otherwise"
+
+    def decide(self, evidence):
+        m = evidence[self.metric]
+        lo, hi = _interval(m)
+        if lo > self.threshold:
+            return REPRODUCED, f"{m.text()} lies above {self.threshold:g}"
+        if hi <= self.threshold:
+            return NOT_REPRODUCED, f"{m.text()} lies at or below {self.threshold:g}"
+        return INCONCLUSIVE, f"{m.text()} contains {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Below(Rule):
+    """Reproduced when the metric (its whole interval) lies below `threshold`; mirror image of `Above`."""
+
+    metric: str
+    threshold: float = 0.0
+
+    def metrics(self):
+        return (self.metric,)
+
+    def describe(self):
+        return f"reproduced if {self.metric} < {self.threshold:g} (whole interval); not reproduced if its interval " \
+               f"lies at or above {self.threshold:g}; inconclusive otherwise"
+
+    def decide(self, evidence):
+        m = evidence[self.metric]
+        lo, hi = _interval(m)
+        if hi < self.threshold:
+            return REPRODUCED, f"{m.text()} lies below {self.threshold:g}"
+        if lo >= self.threshold:
+            return NOT_REPRODUCED, f"{m.text()} lies at or above {self.threshold:g}"
+        return INCONCLUSIVE, f"{m.text()} contains {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Holds(Rule):
+    """For a yes/no measurement (an exact check): reproduced if true, not reproduced if false."""
+
+    metric: str
+
+    def metrics(self):
+        return (self.metric,)
+
+    def describe(self):
+        return f"reproduced if {self.metric} is true, not reproduced if false"
+
+    def decide(self, evidence):
+        m = evidence[self.metric]
+        return (REPRODUCED if bool(m.value) else NOT_REPRODUCED), m.text()
+
+
+@dataclass(frozen=True)
+class AllOf(Rule):
+    """Reproduced when every part is; not reproduced when any part is not; inconclusive otherwise."""
+
+    parts: Sequence[Rule]
+
+    def metrics(self):
+        return tuple(dict.fromkeys(m for p in self.parts for m in p.metrics()))
+
+    def describe(self):
+        return "all of: " + "; ".join(f"({p.describe()})" for p in self.parts)
+
+    def decide(self, evidence):
+        results = [p.apply(evidence) for p in self.parts]
+        reasons = "; ".join(r.reason for r in results)
+        verdicts = {r.verdict for r in results}
+        if NOT_REPRODUCED in verdicts:
+            return NOT_REPRODUCED, reasons
+        if verdicts == {REPRODUCED}:
+            return REPRODUCED, reasons
+        return INCONCLUSIVE, reasons
+
+
+@dataclass(frozen=True)
+class NotImplementedYet(Rule):
+    """The experiment for this claim does not exist yet: always "not run", never a guess."""
+
+    def metrics(self):
+        return ()
+
+    def describe(self):
+        return "no experiment implemented yet"
+
+    def apply(self, evidence):
+        return Verdict(NOT_RUN, "no experiment implemented yet")

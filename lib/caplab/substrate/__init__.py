@@ -1,0 +1,1 @@
+"""Tiny models and tokenizers, real-model loading, synthetic tasks, training, evaluation, the cache."""

@@ -1,0 +1,107 @@
+"""Tiers: one YAML parameter file per notebook per tier, validated against the notebook's `parameters` cell.
+
+    notebooks/<paper>.ipynb
+    notebooks/params/<paper>/{smoke,cpu,gpu}.yaml
+
+Validation happens before anything executes: an unknown key, a value of the wrong type, or a missing file is an
+error naming the notebook, the key and the allowed keys. The `tier` parameter is set by the runner, not by the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+import yaml
+
+from caplab.report.registry import TIERS
+
+RESERVED = ("tier",)          # parameters the runner injects itself
+
+# papermill's inferred type names -> the Python types a YAML value may have for them
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (float, int), "str": (str,), "bool": (bool,),
+    "list": (list,), "tuple": (list,), "dict": (dict,),
+}
+
+
+class ParameterError(ValueError):
+    """A parameter file that does not fit its notebook; raised before any execution."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One notebook at one tier, ready to execute: its resolved parameters."""
+
+    notebook: str
+    tier: str
+    path: Path
+    params_file: Path
+    params: dict[str, Any]
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The notebook's `parameters` cell as papermill reads it: name -> {inferred_type_name, default, help}."""
+    return papermill.inspect_notebook(str(path))
+
+
+def _type_ok(value: Any, type_name: str) -> bool:
+    if type_name in ("None", "", None) or type_name not in _ACCEPTS:
+        return True                        # untyped default (None) or something papermill cannot name
+    if isinstance(value, bool) and type_name != "bool":
+        return False                       # YAML `yes` is not a number
+    return isinstance(value, _ACCEPTS[type_name])
+
+
+def validate(notebook_path: Path, params: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """Check `params` against the notebook's parameters cell; returns them, or raises ParameterError."""
+    declared = notebook_parameters(notebook_path)
+    name = notebook_path.stem
+    if not declared:
+        raise ParameterError(f"{name}: the notebook has no cell tagged 'parameters'")
+    allowed = sorted(k for k in declared if k not in RESERVED)
+    if not isinstance(params, dict):
+        raise ParameterError(f"{name}: {source} must be a mapping of parameter names to values, "
+                             f"got {type(params).__name__}")
+    for key, value in params.items():
+        if key in RESERVED:
+            raise ParameterError(f"{name}: {source} sets {key!r}, which the runner sets itself")
+        if key not in declared:
+            raise ParameterError(f"{name}: unknown parameter {key!r} in {source}; allowed: {', '.join(allowed)}")
+        type_name = declared[key]["inferred_type_name"]
+        if not _type_ok(value, type_name):
+            raise ParameterError(f"{name}: parameter {key!r} in {source} must be {type_name} "
+                                 f"(default {declared[key]['default']}), got {type(value).__name__} {value!r}")
+    return params
+
+
+def params_file(notebooks: Path, notebook: str, tier: str) -> Path:
+    return notebooks / "params" / notebook / f"{tier}.yaml"
+
+
+def load_params(path: Path, notebook: str) -> dict[str, Any]:
+    if not path.exists():
+        raise ParameterError(f"{notebook}: no parameter file for this tier: {path} is missing")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{notebook}: {path} is not valid YAML: {exc}") from exc
+    return {} if data is None else data
+
+
+def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
+    """Resolve and validate one notebook at one tier (no execution)."""
+    if tier not in TIERS:
+        raise ParameterError(f"unknown tier {tier!r}; allowed: {', '.join(TIERS)}")
+    path = notebooks / f"{notebook}.ipynb"
+    if not path.exists():
+        available = sorted(p.stem for p in notebooks.glob("*.ipynb"))
+        raise ParameterError(f"no notebook {path}; available: {', '.join(available) or 'none'}")
+    pfile = params_file(notebooks, notebook, tier)
+    params = validate(path, load_params(pfile, notebook), source=str(pfile))
+    return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
+
+
+def available_notebooks(notebooks: Path) -> list[str]:
+    return sorted(p.stem for p in notebooks.glob("*.ipynb"))
