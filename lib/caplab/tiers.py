@@ -8,6 +8,8 @@ error naming the notebook, the key and the allowed keys. The `tier` parameter is
 """
 from __future__ import annotations
 
+import ast
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +48,19 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     return papermill.inspect_notebook(str(path))
 
 
-def _type_ok(value: Any, type_name: str) -> bool:
-    if type_name in ("None", "", None) or type_name not in _ACCEPTS:
+def declared_type(spec: dict[str, Any]) -> str | None:
+    """The parameter's type: its annotation if papermill found one, else the type of its literal default."""
+    if spec.get("inferred_type_name") not in (None, "", "None"):
+        return spec["inferred_type_name"]
+    try:
+        default = ast.literal_eval(spec["default"])
+    except (ValueError, SyntaxError):
+        return None                        # an expression papermill cannot evaluate: not checked
+    return None if default is None else type(default).__name__
+
+
+def _type_ok(value: Any, type_name: str | None) -> bool:
+    if type_name is None or type_name not in _ACCEPTS:
         return True                        # untyped default (None) or something papermill cannot name
     if isinstance(value, bool) and type_name != "bool":
         return False                       # YAML `yes` is not a number
@@ -69,7 +82,7 @@ def validate(notebook_path: Path, params: dict[str, Any], *, source: str) -> dic
             raise ParameterError(f"{name}: {source} sets {key!r}, which the runner sets itself")
         if key not in declared:
             raise ParameterError(f"{name}: unknown parameter {key!r} in {source}; allowed: {', '.join(allowed)}")
-        type_name = declared[key]["inferred_type_name"]
+        type_name = declared_type(declared[key])
         if not _type_ok(value, type_name):
             raise ParameterError(f"{name}: parameter {key!r} in {source} must be {type_name} "
                                  f"(default {declared[key]['default']}), got {type(value).__name__} {value!r}")

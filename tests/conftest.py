@@ -1,0 +1,20 @@
+"""Test-wide settings: offline hub (a hub call here hangs ~50 s), a private cache, the fixture notebooks."""
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(FIXTURES))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder, so no test reads another's entries."""
+    monkeypatch.setenv("CAPLAB_CACHE", str(tmp_path_factory.mktemp("cache")))

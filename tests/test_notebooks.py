@@ -1,0 +1,45 @@
+"""Notebook hygiene, and every paper notebook's tier files fit its parameters cell."""
+import json
+
+import pytest
+
+from caplab import tiers
+from caplab.report.registry import TIERS, papers
+from conftest import FIXTURES, REPO
+
+NOTEBOOKS = REPO / "notebooks"
+PAPER_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
+ALL = PAPER_NOTEBOOKS + sorted(FIXTURES.glob("*.ipynb"))
+
+
+def test_there_are_paper_notebooks():
+    assert PAPER_NOTEBOOKS, "notebooks/ holds no paper notebook"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_stored_clean(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs are stored"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{len(tagged)} cells tagged 'parameters'"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_tier_validates_and_cpu_is_the_default(path):
+    plans = {tier: tiers.plan(NOTEBOOKS, path.stem, tier) for tier in TIERS}
+    declared = tiers.notebook_parameters(path)
+    defaults = {k: v["default"] for k, v in declared.items() if k not in tiers.RESERVED}
+    # `make lab` runs the notebook with its defaults: they must be the cpu tier's values
+    import ast
+    cpu = {k: v for k, v in plans["cpu"].params.items() if k != "tier"}
+    assert set(cpu) == set(defaults), "cpu.yaml must set every parameter"
+    for key, value in cpu.items():
+        assert ast.literal_eval(defaults[key]) == value, f"default of {key!r} differs from cpu.yaml"
+    assert ast.literal_eval(declared["tier"]["default"]) == "cpu"
+
+
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_belongs_to_a_registered_paper(path):
+    assert path.stem in {p.notebook for p in papers().values()}
