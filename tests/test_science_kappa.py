@@ -62,9 +62,9 @@ class Stack(nn.Module):
 
 
 def test_condition_numbers_skips_1d_and_oversize():
-    frame = K.condition_numbers(Stack(), max_dim_size_to_analyze=10)
+    frame = K.condition_numbers(Stack(), max_dim_size_to_analyze=4)  # boundary: 4 is kept
     assert list(frame["name"]) == ["proj.weight", "conv.weight"]
-    assert frame.attrs["skipped"] == {"embed.weight": "dimension>10", "proj.bias": "ndim<2", "conv.bias": "ndim<2"}
+    assert frame.attrs["skipped"] == {"embed.weight": "dimension>4", "proj.bias": "ndim<2", "conv.bias": "ndim<2"}
     proj = frame.set_index("name").loc["proj.weight"]
     assert proj["kappa"] == pytest.approx(5.0, rel=1e-5) and proj["is_linear"] and proj["numel"] == 12
     assert frame.set_index("name").loc["conv.weight", "shape"] == (3, 2, 2)
@@ -112,16 +112,18 @@ def test_agreement_counts_differences():
 
 def test_fused_moe_parameters_like_peft():
     class Experts(nn.Module):
-        def __init__(self):
+        def __init__(self, kappas_up, kappas_down):
             super().__init__()
-            self.gate_up_proj = nn.Parameter(torch.randn(3, 8, 4))
-            self.down_proj = nn.Parameter(torch.randn(3, 4, 8))
-            self.router = nn.Linear(4, 3)
+            stack = lambda kappas: torch.stack([known_matrix([k, 1.0, 1.0, 1.0], seed=i) for i, k in enumerate(kappas)])
+            self.gate_up_proj = nn.Parameter(stack(kappas_up).float())
+            self.down_proj = nn.Parameter(stack(kappas_down).float())
+            self.router = nn.Linear(4, 2)
 
-    torch.manual_seed(1)
-    model = nn.Sequential(Experts(), Experts())
-    ours, theirs = K.select_modules_like_peft(model, top_p=0.5), K.peft_selection(model, top_p=0.5)
-    assert ours == theirs and len(ours["target_parameters"]) == 2
+    # per-expert kappas: mean ranks up0 (6) < up1 (7) < down1 (8) < down0 (9); the max would rank them otherwise
+    model = nn.Sequential(Experts([2.0, 10.0], [9.0, 9.0]), Experts([7.0, 7.0], [4.0, 12.0]))
+    ours, theirs = K.select_modules_like_peft(model, top_p=1.0), K.peft_selection(model, top_p=1.0)
+    assert ours == theirs
+    assert ours["target_parameters"] == ["0.gate_up_proj", "1.gate_up_proj", "1.down_proj", "0.down_proj"]
 
 
 def test_lora_rank_count_matches_peft(model):

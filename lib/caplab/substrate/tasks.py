@@ -1,0 +1,121 @@
+"""Tasks by spec: what a notebook parameter like `{"kind": "arithmetic", "n": 4000}` means, for every tier.
+
+A task is either a text corpus (language-model loss on every token: pre-training, control sets) or prompt /
+completion pairs (loss on the completion: fine-tuning). Synthetic kinds come from `caplab.substrate.data`; the
+`hf_text` and `hf_pairs` kinds load a Hugging Face dataset through `datasets.load_dataset`, from its cache when
+offline, so the gpu tier differs from the cpu tier only in parameters.
+
+    load_task({"kind": "zipf_language", "n_sentences": 20000, "seed": 0})
+    load_task({"kind": "hf_text", "path": "wikitext", "name": "wikitext-2-raw-v1", "split": "test"})
+    load_task({"kind": "hf_pairs", "path": "openai/gsm8k", "name": "main", "split": "train",
+               "prompt_field": "question", "completion_field": "answer", "prompt_template": "Q: {}\\nA: "})
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from caplab.substrate import data
+
+_SYNTHETIC = {
+    "zipf_language": ("texts", lambda a: data.zipf_language(**a)),
+    "facts": ("texts", lambda a: data.facts(**a).texts),
+    "arithmetic": ("pairs", lambda a: data.arithmetic(**a)),
+}
+_HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")
+_HF_KINDS = {"hf_text": ("field", "max_rows", "min_chars"),
+             "hf_pairs": ("prompt_field", "completion_field", "prompt_template", "completion_template", "max_rows")}
+KINDS = tuple(_SYNTHETIC) + tuple(_HF_KINDS)
+
+
+@dataclasses.dataclass
+class Task:
+    """`texts` for a corpus, or `prompts` with `completions` for a supervised task."""
+
+    name: str
+    texts: list[str] | None = None
+    prompts: list[str] | None = None
+    completions: list[str] | None = None
+
+    @property
+    def is_corpus(self) -> bool:
+        return self.texts is not None
+
+    def __len__(self) -> int:
+        return len(self.texts if self.is_corpus else self.prompts)
+
+    def subset(self, index) -> "Task":
+        pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
+        return Task(self.name, pick(self.texts), pick(self.prompts), pick(self.completions))
+
+    def split(self, held_out: float | int, seed: int = 0) -> tuple["Task", "Task"]:
+        """(train, held-out): a seeded random split; `held_out` is a fraction or a row count."""
+        n = len(self)
+        k = int(round(held_out * n)) if isinstance(held_out, float) else int(held_out)
+        if not 0 < k < n:
+            raise ValueError(f"held-out size {k} must be between 0 and {n} rows")
+        order = np.random.default_rng(seed).permutation(n)
+        return self.subset(sorted(order[k:])), self.subset(sorted(order[:k]))
+
+    def tokens(self, tokenizer, *, block_size: int | None = None) -> data.TokenDataset:
+        """Token tensors: a corpus packed into blocks of `block_size`; pairs padded, loss on the completion."""
+        if self.is_corpus:
+            if block_size is None:
+                raise ValueError(f"task {self.name!r} is a text corpus: give block_size")
+            return data.pack_blocks(self.texts, tokenizer, block_size)
+        return data.pad_examples(self.prompts, self.completions, tokenizer)
+
+
+def _check_keys(kind: str, args: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise ValueError(f"task kind {kind!r}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+
+
+def _load_hf(load_args: dict[str, Any]):
+    import datasets
+    try:
+        return datasets.load_dataset(**load_args)
+    except Exception as exc:  # offline and not cached, a wrong id, ...: say what was asked and how to get it
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (" Running offline: download it first on a machine with network (`datasets.load_dataset(...)` with "
+                "the same arguments fills the cache under HF_HOME) or set HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0."
+                if offline else "")
+        raise FileNotFoundError(f"dataset {load_args} could not be loaded: {type(exc).__name__}: {exc}.{hint}") \
+            from exc
+
+
+def load_task(spec: dict[str, Any]) -> Task:
+    """The task a spec names; unknown kinds or keys are rejected before anything is generated or loaded."""
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"a task spec is a dict with a 'kind' (one of {KINDS}), got {spec!r}")
+    args = dict(spec)
+    kind = args.pop("kind")
+    if kind in _SYNTHETIC:
+        shape, make = _SYNTHETIC[kind]
+        try:
+            made = make(args)
+        except TypeError as exc:
+            raise ValueError(f"task kind {kind!r}: {exc}") from exc
+        if shape == "texts":
+            return Task(kind, texts=list(made))
+        return Task(kind, prompts=made.prompt.tolist(), completions=made.answer.tolist())
+    if kind not in _HF_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}; allowed: {KINDS}")
+    _check_keys(kind, args, _HF_LOAD_KEYS + _HF_KINDS[kind])
+    if "path" not in args or "split" not in args:
+        raise ValueError(f"task kind {kind!r} needs 'path' and 'split' (datasets.load_dataset arguments)")
+    rows = _load_hf({k: args[k] for k in _HF_LOAD_KEYS if k in args})
+    if args.get("max_rows"):
+        rows = rows.select(range(min(int(args["max_rows"]), len(rows))))
+    label = f"{args['path']}:{args.get('name') or ''}:{args['split']}"
+    if kind == "hf_text":
+        field = args.get("field", "text")
+        texts = [t for t in rows[field] if len(t.strip()) >= args.get("min_chars", 1)]
+        return Task(label, texts=texts)
+    prompt_t, completion_t = args.get("prompt_template", "{}"), args.get("completion_template", "{}")
+    return Task(label, prompts=[prompt_t.format(x) for x in rows[args["prompt_field"]]],
+                completions=[completion_t.format(x) for x in rows[args["completion_field"]]])
