@@ -27,8 +27,9 @@ KERNEL_NAME = "caplab"
 # Per-cell timeouts in seconds, per tier: a smoke cell that runs for minutes is a bug, a gpu cell may take hours.
 CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 6 * 3600}
 START_TIMEOUT = 120
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-               "TQDM_MININTERVAL": "5"}
+# Defaults for the kernel's environment (a value already set wins): offline hub, text progress, no load bars.
+KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TQDM_MININTERVAL": "5"}
 
 
 @dataclass
@@ -85,7 +86,7 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
     status, error, failed_cell = "ok", None, None
     env_before = dict(os.environ)
     os.environ[OUTPUT_ENV] = str(out.resolve())
-    for key, value in OFFLINE_ENV.items():
+    for key, value in KERNEL_ENV.items():
         os.environ.setdefault(key, value)
     log.info("[%s/%s] executing %s -> %s", plan.notebook, plan.tier, plan.path, out)
     try:

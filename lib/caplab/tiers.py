@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
 import yaml
 
@@ -44,8 +45,21 @@ class Plan:
 
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """The notebook's `parameters` cell as papermill reads it: name -> {inferred_type_name, default, help}."""
-    return papermill.inspect_notebook(str(path))
+    """The notebook's `parameters` cell as papermill reads it: name -> {inferred_type_name, default, help}.
+    A name assigned in the cell that papermill could not parse (it skips lines with two `=`) is an error here,
+    since papermill would silently never override it."""
+    declared = papermill.inspect_notebook(str(path))
+    cells = [c for c in nbformat.read(path, as_version=4).cells
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if cells:
+        assigned = [t.id for node in ast.parse(cells[0].source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(t, ast.Name)]
+        missed = [name for name in assigned if name not in declared]
+        if missed:
+            raise ParameterError(f"{path.stem}: papermill cannot parse the parameters {missed} of the parameters "
+                                 f"cell (one assignment per line; no '=' inside a comment)")
+    return declared
 
 
 def declared_type(spec: dict[str, Any]) -> str | None:

@@ -295,3 +295,19 @@ def entropy_relation(frame, n_boot=2000, confidence=0.95, seed=0):
     return dict(n=len(x), rho=float(rho), ci_low=float(low), ci_high=float(high), p_value=float(p_value),
                 frac_pairs_higher_kappa_lower_entropy=float((dk[pairs] == -dh[pairs]).mean()),
                 n_pairs=int(pairs.sum()), max_closed_form_gap=float(gap))
+
+
+def finetune_arms(model, kappa_frame, k, *, random_seed, lr_tensors, lr_lora):
+    """The KappaTune comparison as fine-tuning arms, with their budget table: the k lowest-kappa, k highest and
+    k random tensors (whole tensors trained, at `lr_tensors`), full fine-tuning (`lr_tensors`), and LoRA on all
+    linears (`lr_lora`) at the rank whose trainable count best matches the lowest-kappa arm's."""
+    from caplab.science.forgetting import Arm
+
+    table = budget_table(model, k, seed=random_seed, kappa_frame=kappa_frame, target_arm="lowest")
+    arms = [Arm(f"{how}-kappa" if how != "random" else "random", "tensors",
+                tensors=tuple(select_tensors(kappa_frame, k, how, seed=random_seed)["name"]), lr=lr_tensors)
+            for how in HOWS]
+    rank = int(table.set_index("arm").lora_rank["lora-all-linear"])
+    arms += [Arm("full", "full", lr=lr_tensors), Arm("lora-all-linear", "lora", lora_rank=rank, lr=lr_lora)]
+    table["arm"] = table["arm"].map({"lowest": "lowest-kappa", "highest": "highest-kappa"}).fillna(table["arm"])
+    return arms, table

@@ -160,6 +160,10 @@ class TokenDataset:
         return {"input_ids": self.input_ids[index, :width], "attention_mask": mask[:, :width],
                 "labels": self.labels[index, :width]}
 
+    def head(self, n: int) -> "TokenDataset":
+        """The first `n` rows (all of them if there are fewer)."""
+        return TokenDataset(self.input_ids[:n], self.attention_mask[:n], self.labels[:n])
+
     def loss_tokens(self) -> int:
         """Positions that carry a loss (after the shift by one)."""
         return int((self.labels[:, 1:] != -100).sum())

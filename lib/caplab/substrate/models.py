@@ -50,6 +50,7 @@ class TinySpec:
     n_head: int | None = None
     max_seq_len: int = 256
     seed: int = 0
+    alphabet: str | None = None          # characters of the char tokenizer (None: its default alphabet)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -88,7 +89,9 @@ def tiny_model(spec: TinySpec | dict | str = "1M", tokenizer=None):
         spec = TinySpec(size=spec)
     elif isinstance(spec, dict):
         spec = _from_dict(TinySpec, spec)
-    tokenizer = tokenizer if tokenizer is not None else char_tokenizer(model_max_length=spec.max_seq_len)
+    if tokenizer is None:
+        alphabet = {"alphabet": spec.alphabet} if spec.alphabet is not None else {}
+        tokenizer = char_tokenizer(model_max_length=spec.max_seq_len, **alphabet)
     torch.manual_seed(spec.seed)
     model_cls = GPTNeoXForCausalLM if spec.family == "gpt_neox" else LlamaForCausalLM
     model = model_cls(_config(spec, tokenizer))
