@@ -43,3 +43,20 @@ def test_every_tier_validates_and_cpu_is_the_default(path):
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_belongs_to_a_registered_paper(path):
     assert path.stem in {p.notebook for p in papers().values()}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
+def test_paper_notebook_runs_at_smoke_and_records_every_claim(path, tmp_path):
+    """The smoke tier executes every cell and gives each claim a verdict from evidence (gpu-only claims: not run)."""
+    from caplab import runner
+    from caplab.report.registry import claims_for_notebook
+    [outcome] = runner.run([path.stem], "smoke", notebooks_dir=NOTEBOOKS, results=tmp_path)
+    assert outcome.status == "ok", outcome.error
+    doc = json.loads((outcome.output_dir / "claims.json").read_text())
+    by_id = {c["claim"]: c for c in doc["claims"]}
+    assert set(by_id) == {c.id for c in claims_for_notebook(path.stem)}
+    for claim in claims_for_notebook(path.stem):
+        if "smoke" in claim.tiers:
+            assert not by_id[claim.id]["reason"].startswith("not measured"), by_id[claim.id]
+    assert (outcome.output_dir / "report.html").exists() and (tmp_path / "index.html").exists()

@@ -14,6 +14,8 @@ def test_synthetic_tasks_are_deterministic_and_split():
     assert all(int(p[:-1].split("+")[0]) + int(p[:-1].split("+")[1]) == int(c) for p, c in zip(a.prompts, a.completions))
     train, held = a.split(0.2, seed=0)
     assert len(held) == 10 and len(train) == 40 and not set(held.prompts) & set(train.prompts) - set(a.prompts)
+    questions = load_task({"kind": "fact_questions", "n_entities": 20, "n_attributes": 4, "seed": 2})
+    assert len(questions) == 20 and questions.prompts[0].endswith(":") and len(set(questions.completions)) <= 4
     corpus = load_task({"kind": "zipf_language", "n_sentences": 30, "vocab_size": 40, "seed": 1})
     assert corpus.is_corpus and len(corpus) == 30
     blocks = corpus.tokens(char_tokenizer(), block_size=16)

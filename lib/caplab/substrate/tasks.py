@@ -6,6 +6,7 @@ completion pairs (loss on the completion: fine-tuning). Synthetic kinds come fro
 offline, so the gpu tier differs from the cpu tier only in parameters.
 
     load_task({"kind": "zipf_language", "n_sentences": 20000, "seed": 0})
+    load_task({"kind": "fact_questions", "n_entities": 2000, "n_attributes": 32, "seed": 1})
     load_task({"kind": "hf_text", "path": "wikitext", "name": "wikitext-2-raw-v1", "split": "test"})
     load_task({"kind": "hf_pairs", "path": "openai/gsm8k", "name": "main", "split": "train",
                "prompt_field": "question", "completion_field": "answer", "prompt_template": "Q: {}\\nA: "})
@@ -20,9 +21,16 @@ import numpy as np
 
 from caplab.substrate import data
 
+def _fact_questions(args: dict[str, Any]):
+    """Each fact once, as a question: prompt "entity:" -> completion "attribute" (knowledge to be learned)."""
+    made = data.facts(**args)
+    return made.table.assign(prompt=[made.prompt(e) for e in made.table.entity], answer=made.table.attribute)
+
+
 _SYNTHETIC = {
     "zipf_language": ("texts", lambda a: data.zipf_language(**a)),
     "facts": ("texts", lambda a: data.facts(**a).texts),
+    "fact_questions": ("pairs", _fact_questions),
     "arithmetic": ("pairs", lambda a: data.arithmetic(**a)),
 }
 _HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")

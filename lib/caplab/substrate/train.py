@@ -30,6 +30,7 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.models import get_model, load_local, param_counts
 
+PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
 Callback = Callable[[torch.nn.Module, dict], "dict | None"]
 
 
@@ -190,6 +191,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
         state["evals"].append(info)
 
     started = time.perf_counter() - state["seconds"]
+    last_progress = time.perf_counter()
     while state["step"] < total_steps and (config.max_tokens is None or state["tokens"] < config.max_tokens):
         batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
         with autocast():
@@ -207,6 +209,10 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
         if state["step"] % config.log_every == 0 or last:
             state["log"].append({"step": state["step"], "tokens": state["tokens"], "loss": loss.item(), "lr": lr,
                                  "grad_norm": float(grad_norm), "seconds": time.perf_counter() - started})
+        if time.perf_counter() - last_progress >= PROGRESS_EVERY_S or last:
+            last_progress = time.perf_counter()
+            print(f"train: step {state['step']}/{total_steps}  tokens {state['tokens']:,}  loss {loss.item():.4f}"
+                  f"  {last_progress - started:.0f} s", flush=True)
         while state["targets_done"] < len(targets) and state["tokens"] >= targets[state["targets_done"]]:
             fire(targets[state["targets_done"]])
             state["targets_done"] += 1
