@@ -1,0 +1,38 @@
+"""The notebook-side Report: evidence in, verdicts and provenance out, without a runner."""
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+
+import demo_paper  # noqa: F401  (registers the fixture papers)
+from caplab.report import Report
+
+
+def test_finish_writes_verdicts_metrics_and_provenance(tmp_path):
+    report = Report("demo", tier="cpu", params={"seed": 3, "n": 10}, output_dir=tmp_path)
+    report.record("mean_shift", -0.5, lo=-0.9, hi=-0.1)
+    report.record("check", False)
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    report.figure(fig, "line", show=False)
+    report.finish()
+    claims = {c["claim"]: c for c in json.loads((tmp_path / "claims.json").read_text())["claims"]}
+    assert claims["demo.shift_positive"]["verdict"] == "not reproduced"
+    assert claims["demo.check_holds"]["verdict"] == "not reproduced"
+    assert claims["demo.gpu_only"]["verdict"] == "not run"
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["seeds"] == {"seed": 3} and prov["wall_s"] >= 0 and prov["tier"] == "cpu"
+    assert (tmp_path / "figures" / "line.svg").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["figures"] == ["line"]
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="unknown tier"):
+        Report("demo", tier="laptop")
+    with pytest.raises(ValueError, match="no claims registered"):
+        Report("nosuchpaper", tier="cpu")
+    report = Report("demo", tier="smoke", output_dir="/tmp/unused")
+    with pytest.raises(ValueError, match="reversed"):
+        report.record("x", 1.0, lo=2.0, hi=0.0)
+    with pytest.raises(ValueError, match="both ends"):
+        report.record("x", 1.0, lo=0.0)
