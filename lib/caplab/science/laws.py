@@ -3,9 +3,10 @@
 A `Law` holds a vectorised function `fn(x, p)` of a dict of input arrays (shape (n,)) and a dict of parameter
 arrays (shape (m, 1): m parameter vectors evaluated at once) returning shape (m, n): the *log* of the prediction
 when `space == "log"` (sums of positive terms are written with `lse`, so nothing overflows), the prediction
-itself when `space == "linear"`. Residuals are taken in that space. Every `fn` must be complex-analytic (numpy
-arithmetic, exp, log, and the helpers below; no abs or max on parameters): the fitter differentiates it exactly by
-the complex step. Parameters with `log=True` are positive and optimised as log(value).
+itself when `space == "linear"`. Residuals are taken in that space. Write `fn` with numpy arithmetic, exp, log,
+log10, log1p, sqrt, power and the helpers of `caplab.science.dual` (lse, log_softplus, where): the fitter then
+passes dual numbers and gets exact gradients (anything else falls back to finite differences). Parameters with
+`log=True` are positive and optimised as log(value).
 
 Fitting lives in `caplab.science.fitting`; `law.fit(frame, ...)` is a shortcut to `fitting.fit_law`.
 """
@@ -17,29 +18,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from caplab.science.dual import lse, log_softplus  # noqa: F401  (re-exported for law authors)
+
 LN2, LN10 = math.log(2.0), math.log(10.0)
 INF = math.inf
-
-
-def log1p(z):
-    """log(1 + z); for complex z exact to first order in Im z (numpy's complex log1p loses small real parts)."""
-    if np.iscomplexobj(z):
-        return np.log1p(z.real) + 1j * (z.imag / (1.0 + z.real))
-    return np.log1p(z)
-
-
-def lse(*terms):
-    """log(sum(exp(t))) of broadcastable arrays, shifted by the largest real part (complex-step safe)."""
-    terms = np.broadcast_arrays(*terms)
-    shift = np.max(np.stack([t.real for t in terms]), axis=0)
-    return shift + np.log(sum(np.exp(t - shift) for t in terms))
-
-
-def log_softplus(s):
-    """log(log(1 + e^s)), accurate for very negative s (where it is ~ s) and large s (~ log s)."""
-    positive = s.real > 0
-    tail = np.exp(np.where(positive, -s, s))  # real part of the exponent <= 0: no overflow
-    return np.log(np.where(positive, s, 0.0) + log1p(tail))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +302,10 @@ def rl_law(saturating: bool = True, sizes=None) -> Law:
             if not np.allclose(sizes[index], n, rtol=1e-9):
                 raise ValueError(f"rl_law: N values {sorted(set(n[~np.isclose(sizes[index], n)]))[:5]} are not "
                                  f"among the law's sizes {sizes.tolist()}")
-            return np.concatenate([p[name] for name in names], axis=1)[:, index]
+            total = 0.0
+            for j, name in enumerate(names):
+                total = total + p[name] * (index == j)
+            return total
 
     def fn(x, p):
         n = x["N"]
