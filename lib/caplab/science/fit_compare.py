@@ -124,3 +124,41 @@ def compare(laws: Sequence[Law], frame: pd.DataFrame, inputs: Mapping[str, str] 
     table["delta_bic"] = table["bic"] - table["bic"].min()
     table.attrs.update(space=space, target=target, fit_kwargs={k: v for k, v in fit_kwargs.items()})
     return table
+
+
+def compare_grouped(laws: Sequence[Law], frame: pd.DataFrame, by: Sequence[str], inputs: Mapping[str, str],
+                    target: str = "loss", train=None, options: Mapping[str, Mapping[str, Any]] | None = None,
+                    **fit_kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`compare` within each group of `by` (say, each perturbation setting), and the held-out predictions.
+
+    Returns (table, held): table has one row per (group, law) with compare's in-sample columns (delta_aic within
+    the group) and, with a split rule, r2_extrapolation (log space) from a fit on the group's training rows;
+    held has one row per (group, law, held-out row): the observed and predicted target. `pooled_r2(held)` gives
+    the R^2 of all held-out rows together, the paper's pooled protocol."""
+    tables, held_rows = [], []
+    for key, group in frame.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        table = compare(laws, group, inputs=inputs, target=target, options=options, **fit_kwargs)
+        if train is not None:
+            mask = train_mask(group, train)
+            held = group[~mask]
+            for law in laws:
+                fit = fit_law(law, group[mask], inputs={k: inputs[k] for k in law.inputs}, target=target,
+                              **{**fit_kwargs, **dict(options or {}).get(law.name, {})})
+                table.loc[law.name, "r2_extrapolation"] = fit.r2(held, space="log")
+                table.loc[law.name, "extrapolation_converged"] = fit.converged
+                held_rows.append(held.assign(law=law.name, observed=held[target], predicted=fit.predict(held)))
+        for column, value in zip(by, key):
+            table.insert(0, column, value)
+        tables.append(table.reset_index())
+    held = pd.concat(held_rows, ignore_index=True) if held_rows else pd.DataFrame()
+    return pd.concat(tables, ignore_index=True), held
+
+
+def pooled_r2(held: pd.DataFrame) -> pd.Series:
+    """Per law, R^2 in log space of every held-out row together (each predicted by its own group's fit)."""
+    out = {}
+    for law, rows in held.groupby("law", sort=False):
+        y, p = np.log(rows.observed.to_numpy(float)), np.log(rows.predicted.to_numpy(float))
+        out[law] = 1 - float(np.sum((y - p) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+    return pd.Series(out, name="r2_pooled_extrapolation")

@@ -225,6 +225,17 @@ def with_base(term: Law, base: Law = CHINCHILLA, name: str | None = None) -> Law
                references={k: v for k, v in term.references.items()})
 
 
+# A perturbation of strength X (a noise sigma, SFT steps) adds d N^a D^b X^g (the generic term of the fact sheet)
+PERTURBATION_TERM = Law(
+    name="Perturbation term",
+    formula="dL = d N^a D^b X^g",
+    inputs=("N", "D", "X"),
+    params=(Param("d", (1e-15, 1e15), (1e-6, 1e3), log=True),
+            *(Param(n, (-3.0, 3.0), (-1.0, 1.0)) for n in ("a", "b", "g"))),
+    fn=lambda x, p: np.log(p["d"]) + p["a"] * np.log(x["N"]) + p["b"] * np.log(x["D"]) + p["g"] * np.log(x["X"]),
+    citation="generic perturbation-aware baseline, papers/shannon.md [notes]",
+)
+PERTURBED_CHINCHILLA = with_base(PERTURBATION_TERM, name="Chinchilla + perturbation term")
 PRECISION = with_base(PTQ, name="Precision (Chinchilla + PTQ)")
 QID_LOSS = with_base(QID, name="QiD (Chinchilla + QiD)")
 
@@ -320,5 +331,6 @@ def rl_law(saturating: bool = True, sizes=None) -> Law:
 RL_SATURATING = rl_law(saturating=True)
 RL_POWER = rl_law(saturating=False)
 
-LAWS = {law.name: law for law in (CHINCHILLA, KAPLAN, SHANNON, QID, PTQ, PRECISION, QID_LOSS, POWER_LAW, LINEAR,
+LAWS = {law.name: law for law in (CHINCHILLA, KAPLAN, SHANNON, QID, PTQ, PRECISION, QID_LOSS, PERTURBATION_TERM,
+                                  PERTURBED_CHINCHILLA, POWER_LAW, LINEAR,
                                   RATIO, K_SATURATING, K_POWER, RL_LOGLINEAR, RL_SATURATING, RL_POWER)}

@@ -211,3 +211,59 @@ def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]
                 raise ValueError(f"{identity['name']} returned keys {clash} that are already columns of the frame")
             out.append({**row, **result})
     return pd.DataFrame(out)
+
+
+# -- one door for both tiers -------------------------------------------------------------------------------------
+_FAMILY_KEYS = {"tiny": ("n", "min_params", "max_params", "family", "aspect", "head_dim", "max_seq_len", "seed"),
+                "hub": ("models", "revisions", "tokens_per_step", "params_non_embedding")}
+
+
+def _check_family(spec: dict) -> tuple[str, dict]:
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind not in _FAMILY_KEYS:
+        raise ValueError(f"a family spec needs 'kind': 'tiny' or 'hub', got {spec!r}")
+    unknown = sorted(set(args) - set(_FAMILY_KEYS[kind]))
+    if unknown:
+        raise ValueError(f"family kind {kind!r}: unknown keys {unknown}; allowed: {list(_FAMILY_KEYS[kind])}")
+    return kind, args
+
+
+def family_tokenizer(spec: dict):
+    """The tokenizer every member of the family shares (the char tokenizer of tiny models, or the hub model's)."""
+    kind, args = _check_family(spec)
+    if kind == "tiny":
+        return tiny_model(TinySpec(d_model=32, n_layer=1, n_head=2, max_seq_len=args.get("max_seq_len", 256)))[1]
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(args["models"][0], revision=args["revisions"][-1])
+
+
+def build_family(spec: dict, corpus: TokenDataset | None, config: dict, checkpoints: dict, *,
+                 cache: Cache | None = None) -> pd.DataFrame:
+    """The family frame of `train_family` for `{"kind": "tiny", "n": 5, "min_params": 2e4, "max_params": 1e6, ...}`
+    (trained here on `corpus`), or for `{"kind": "hub", "models": [...], "revisions": ["step1000", ...],
+    "tokens_per_step": 2097152, "params_non_embedding": [...]}` (Pythia-style checkpoints read from the Hugging
+    Face cache; `checkpoints` and `config` are then unused and must be empty). `checkpoints` is the arguments of
+    `log_spaced_tokens`: {"first": ..., "last": ..., "n": ...}."""
+    kind, args = _check_family(spec)
+    if kind == "tiny":
+        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
+        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+        return train_family(shapes, corpus, config, log_spaced_tokens(**checkpoints), cache=cache)
+    if config or checkpoints:
+        raise ValueError("a hub family is already trained: give an empty train config and no checkpoints")
+    models, counts = args["models"], args["params_non_embedding"]
+    if len(models) != len(counts):
+        raise ValueError(f"{len(models)} models but {len(counts)} parameter counts")
+    rows = []
+    for model_id, n in zip(models, counts):
+        for revision in args["revisions"]:
+            if not revision.startswith("step"):
+                raise ValueError(f"hub revisions must be 'step<N>' (Pythia's naming), got {revision!r}")
+            tokens = int(revision[4:]) * int(args["tokens_per_step"])
+            rows.append({"model": model_id.split("/")[-1], "family": "hub", "d_model": None, "n_layer": None,
+                         "n_head": None, "params_total": None, "params_non_embedding": int(n),
+                         "target_tokens": tokens, "tokens": tokens, "step": int(revision[4:]), "flops": 6.0 * n * tokens,
+                         "path": None, "pretrained": model_id, "revision": revision})
+    return pd.DataFrame(rows)
