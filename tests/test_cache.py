@@ -81,3 +81,22 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real_replace)
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["claims.json"]
+
+
+def test_source_version_changes_with_computing_code_not_with_the_report(tmp_path, monkeypatch):
+    from caplab.substrate import cache as cache_module
+    for layer in ("substrate", "science", "report"):
+        (tmp_path / layer).mkdir()
+        (tmp_path / layer / "m.py").write_text("x = 1\n")
+    monkeypatch.setattr(cache_module, "_PACKAGE_ROOT", tmp_path)
+
+    def version():
+        cache_module.source_version.cache_clear()
+        return cache_module.source_version()
+
+    first = version()
+    (tmp_path / "report" / "m.py").write_text("x = 2\n")
+    assert version() == first
+    (tmp_path / "science" / "m.py").write_text("x = 2\n")
+    assert version() != first
+    cache_module.source_version.cache_clear()

@@ -2,8 +2,8 @@
 import pytest
 
 from caplab.report import registry
-from caplab.report.rules import (INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, AllOf, Above, Below, Holds,
-                                 Metric, NotImplementedYet)
+from caplab.report.rules import (INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, AllOf, Above, Below, Brackets, Holds,
+                                 Metric, NotImplementedYet, Requires)
 
 
 def ev(*metrics):
@@ -71,3 +71,13 @@ def test_kappa_rules_read_the_metrics_the_notebook_records():
     c = registry.claim("kappa.less_forgetting")
     good = ev(Metric("forgetting_low_minus_full", -0.2, -0.3, -0.1), Metric("forgetting_low_minus_lora", -0.1, -0.2, -0.01))
     assert c.judge(good, "cpu").verdict == REPRODUCED
+
+
+def test_brackets_and_requires():
+    rule = Brackets("k", 1.0, exclude=0.0)
+    assert rule.apply(ev(Metric("k", 1.1, 0.6, 1.5))).verdict == REPRODUCED
+    assert rule.apply(ev(Metric("k", 0.3, 0.1, 0.5))).verdict == NOT_REPRODUCED
+    assert rule.apply(ev(Metric("k", 0.5, -0.5, 1.5))).verdict == INCONCLUSIVE
+    gated = Requires("n", 3, rule)
+    assert gated.apply(ev(Metric("n", 2), Metric("k", 1.1, 0.6, 1.5))).verdict == INCONCLUSIVE
+    assert gated.apply(ev(Metric("n", 3), Metric("k", 1.1, 0.6, 1.5))).verdict == REPRODUCED

@@ -183,3 +183,51 @@ class NotImplementedYet(Rule):
 
     def apply(self, evidence):
         return Verdict(NOT_RUN, "no experiment implemented yet")
+
+
+@dataclass(frozen=True)
+class Brackets(Rule):
+    """Reproduced when the metric's interval contains `value` and excludes `exclude` (a law's exponent is 1 and not
+    0, say); not reproduced when the interval excludes `value`; inconclusive when it contains both."""
+
+    metric: str
+    value: float
+    exclude: float
+
+    def metrics(self):
+        return (self.metric,)
+
+    def describe(self):
+        return f"reproduced if the interval of {self.metric} contains {self.value:g} and excludes {self.exclude:g}; " \
+               f"not reproduced if it excludes {self.value:g}; inconclusive otherwise"
+
+    def decide(self, evidence):
+        m = evidence[self.metric]
+        lo, hi = _interval(m)
+        if not lo <= self.value <= hi:
+            return NOT_REPRODUCED, f"{m.text()} excludes {self.value:g}"
+        if lo <= self.exclude <= hi:
+            return INCONCLUSIVE, f"{m.text()} contains both {self.value:g} and {self.exclude:g}"
+        return REPRODUCED, f"{m.text()} contains {self.value:g}, excludes {self.exclude:g}"
+
+
+@dataclass(frozen=True)
+class Requires(Rule):
+    """Inconclusive unless `count` reaches `minimum` (too little readable data to judge); otherwise `rule`."""
+
+    count: str
+    minimum: float
+    rule: Rule
+
+    def metrics(self):
+        return (self.count,)
+
+    def describe(self):
+        return f"needs {self.count} >= {self.minimum:g} (else inconclusive); then {self.rule.describe()}"
+
+    def decide(self, evidence):
+        m = evidence[self.count]
+        if float(m.value) < self.minimum:
+            return INCONCLUSIVE, f"{m.text()}: fewer than {self.minimum:g}, the claim cannot be read"
+        inner = self.rule.apply(evidence)
+        return inner.verdict, f"{m.text()}; {inner.reason}"

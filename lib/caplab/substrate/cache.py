@@ -1,7 +1,8 @@
 """The on-disk cache of expensive steps (training runs, sweeps, evaluations).
 
-An entry's key is made of the step's name, its resolved arguments (canonical JSON) and the library's source
-version, so a rerun of an unchanged notebook reads its entries back and a change to the library recomputes them.
+An entry's key is made of the step's name, its resolved arguments (canonical JSON) and the source version of
+the library's computing layers (substrate and science), so a rerun of an unchanged notebook reads its entries
+back and a change to the computing code recomputes them.
 Writes are atomic: an entry is built in a temporary folder beside its final place and renamed into it only once
 complete, so a half-written entry is never read back. A step that takes long can keep partial progress (say,
 checkpoints) in a scratch folder under the same key, which survives an interruption and is removed when the entry
@@ -33,11 +34,17 @@ _VALUE = "value.pkl"
 _ARGS = "args.json"
 
 
+# The layers whose code decides what an expensive step computes; the report layer, the runner and the CLI only
+# present results, so editing them does not invalidate trained models.
+_COMPUTING_LAYERS = ("substrate", "science")
+
+
 @functools.lru_cache(maxsize=1)
 def source_version() -> str:
-    """Hash of every Python source file of the caplab package: any change to the library changes it."""
+    """Hash of every Python source file of the computing layers (`caplab.substrate`, `caplab.science`): a change
+    there recomputes every cached step."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE_ROOT.rglob("*.py")):
+    for path in sorted(p for layer in _COMPUTING_LAYERS for p in (_PACKAGE_ROOT / layer).rglob("*.py")):
         digest.update(str(path.relative_to(_PACKAGE_ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
