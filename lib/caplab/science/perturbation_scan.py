@@ -15,17 +15,9 @@ import statsmodels.formula.api as smf
 
 from caplab.science.perturb import apply_perturbation
 from caplab.substrate.data import TokenDataset
-from caplab.substrate.evaluate import example_losses
+from caplab.substrate.evaluate import mean_loss_with_se
 from caplab.substrate.family import for_each_checkpoint
 from caplab.substrate.train import TrainConfig, train
-
-
-def _loss_and_se(model, data: TokenDataset, batch_size: int) -> tuple[float, float]:
-    per_row = example_losses(model, data, batch_size)
-    total = per_row.n_tokens.sum()
-    mean = float(per_row.loss_sum.sum() / total)
-    se = float(per_row.loss.std(ddof=1) / np.sqrt(len(per_row))) if len(per_row) > 1 else float("nan")
-    return mean, se
 
 
 def measure_checkpoint(model, tokenizer, row, *, eval_data: TokenDataset, noise_sigmas=(), quant_bits=(),
@@ -35,7 +27,7 @@ def measure_checkpoint(model, tokenizer, row, *, eval_data: TokenDataset, noise_
     rows = []
 
     def add(kind, level, measured):
-        loss, se = _loss_and_se(measured, eval_data, batch_size)
+        loss, se = mean_loss_with_se(measured, eval_data, batch_size)
         rows.append({"perturbation": kind, "level": float(level), "loss": loss, "loss_se": se})
 
     add("none", 0, model)

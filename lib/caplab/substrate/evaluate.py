@@ -40,6 +40,14 @@ def example_losses(model, dataset: TokenDataset, batch_size: int = 64) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def mean_loss_with_se(model, dataset: TokenDataset, batch_size: int = 64) -> tuple[float, float]:
+    """Per-token loss over the scored positions, and its standard error over rows (evaluation blocks)."""
+    per_row = example_losses(model, dataset, batch_size)
+    mean = float(per_row.loss_sum.sum() / per_row.n_tokens.sum())
+    se = float(per_row.loss.std(ddof=1) / len(per_row) ** 0.5) if len(per_row) > 1 else float("nan")
+    return mean, se
+
+
 def mean_loss(model, dataset: TokenDataset, batch_size: int = 64) -> float:
     """Cross-entropy (nats per token) averaged over every scored token of the dataset."""
     frame = example_losses(model, dataset, batch_size)
