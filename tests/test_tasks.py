@@ -48,3 +48,20 @@ def test_missing_dataset_offline_names_it():
 def test_bad_specs_rejected(spec, message):
     with pytest.raises(ValueError, match=message):
         load_task(spec)
+
+
+def test_questions_by_spec(tmp_path):
+    from caplab.substrate.tasks import load_questions
+    facts = {"n_entities": 40, "n_attributes": 6, "n_mentions": 200, "seed": 0}
+    mc = load_questions({"kind": "fact_questions_mc", **facts, "tail": 10, "n_choices": 4})
+    corpus = load_task({"kind": "facts", **facts})
+    assert len(mc) == 10 and all(len(c) == 4 for c in mc.choices)
+    mentions = {t.split(":")[0] for t in corpus.texts}
+    rare = [p[:-1] for p in mc.prompt if p[:-1] not in mentions]
+    assert len(rare) >= 1                      # the tail includes facts never mentioned in the corpus
+    path = tmp_path / "mmlu.jsonl"
+    path.write_text('{"question": "1+1?", "choices": ["1", "2", "3", "4"], "answer": 1}\n')
+    hf = load_questions({"kind": "hf_multiple_choice", "path": "json", "data_files": str(path), "split": "train"})
+    assert hf.prompt[0] == "1+1?\nAnswer:" and hf.choices[0][1] == " 2" and hf.answer[0] == 1
+    with pytest.raises(ValueError, match="question kind"):
+        load_questions({"kind": "trivia"})

@@ -51,6 +51,24 @@ RULES: dict[str, Rule] = {
                                                     Above("students_with_interior_optimum", 0)),
     # log T* = log r + k log S over the students with a readable optimum (at least 3): linear means k = 1 (and not
     # 0, no dependence on S); bootstrap interval over students.
+    # Accuracy on tail-fact multiple choice against log parameters at the last checkpoint (OLS, 95 % interval):
+    # flat = the slope's interval contains 0, while the correct choice's loss falls (slope interval below 0).
+    "ceilings.flat_knowledge": AllOf((Brackets("knowledge_accuracy_slope", 0.0),
+                                      Below("knowledge_answer_loss_slope", 0.0))),
+    # The largest model's knowledge accuracy (Wilson 95 % interval) against chance, 1/4.
+    "ceilings.below_chance": Below("knowledge_accuracy_largest", 0.25),
+    # Arithmetic exact match rises and the answer loss falls with log parameters.
+    "ceilings.procedural_scales": AllOf((Above("arith_accuracy_slope", 0.0), Below("arith_answer_loss_slope", 0.0))),
+    # Full swap of post-softmax attention from a donor of the same shape: the recipient keeps less than 10 % of its
+    # own arithmetic accuracy (only judged where it has at least 20 % to lose).
+    "ceilings.attention_swap_collapse": Requires("swap_recipient_accuracy", 0.2,
+                                                 Below("swap_accuracy_retained", 0.1)),
+    # Share of questions whose score correlates with log compute above 0.75 (Spearman): for log p_vocab(correct)
+    # minus for accuracy, bootstrap over questions; positive means the correlation degrades along the chain.
+    "downstream.correlation_degrades": Above("corr_share_drop_loglik_to_accuracy", 0.0),
+    # Share of questions whose probability mass on the incorrect choices moves with log compute (|Spearman| > 0.5),
+    # bootstrap over questions: reproduced when most questions' incorrect mass moves.
+    "downstream.incorrect_mass_moves": Above("incorrect_mass_share_moving", 0.5),
     "capacity_gap.linear_law": Requires("students_with_interior_optimum", 3,
                                         Brackets("t_star_log_slope", 1.0, exclude=0.0)),
 }

@@ -192,12 +192,14 @@ class Brackets(Rule):
 
     metric: str
     value: float
-    exclude: float
+    exclude: float | None = None
 
     def metrics(self):
         return (self.metric,)
 
     def describe(self):
+        if self.exclude is None:
+            return f"reproduced if the interval of {self.metric} contains {self.value:g}; not reproduced otherwise"
         return f"reproduced if the interval of {self.metric} contains {self.value:g} and excludes {self.exclude:g}; " \
                f"not reproduced if it excludes {self.value:g}; inconclusive otherwise"
 
@@ -206,6 +208,8 @@ class Brackets(Rule):
         lo, hi = _interval(m)
         if not lo <= self.value <= hi:
             return NOT_REPRODUCED, f"{m.text()} excludes {self.value:g}"
+        if self.exclude is None:
+            return REPRODUCED, f"{m.text()} contains {self.value:g}"
         if lo <= self.exclude <= hi:
             return INCONCLUSIVE, f"{m.text()} contains both {self.value:g} and {self.exclude:g}"
         return REPRODUCED, f"{m.text()} contains {self.value:g}, excludes {self.exclude:g}"

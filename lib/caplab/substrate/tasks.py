@@ -36,7 +36,7 @@ _SYNTHETIC = {
 _HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")
 _HF_KINDS = {"hf_text": ("field", "max_rows", "min_chars"),
              "hf_pairs": ("prompt_field", "completion_field", "prompt_template", "completion_template", "max_rows")}
-KINDS = tuple(_SYNTHETIC) + tuple(_HF_KINDS)
+KINDS = tuple(_SYNTHETIC) + tuple(_HF_KINDS) + ("mixture",)
 
 
 @dataclasses.dataclass
@@ -102,6 +102,8 @@ def load_task(spec: dict[str, Any]) -> Task:
         raise ValueError(f"a task spec is a dict with a 'kind' (one of {KINDS}), got {spec!r}")
     args = dict(spec)
     kind = args.pop("kind")
+    if kind == "mixture":
+        return _mixture(args)
     if kind in _SYNTHETIC:
         shape, make = _SYNTHETIC[kind]
         try:
@@ -127,3 +129,49 @@ def load_task(spec: dict[str, Any]) -> Task:
     prompt_t, completion_t = args.get("prompt_template", "{}"), args.get("completion_template", "{}")
     return Task(label, prompts=[prompt_t.format(x) for x in rows[args["prompt_field"]]],
                 completions=[completion_t.format(x) for x in rows[args["completion_field"]]])
+
+
+def _mixture(args: dict[str, Any]) -> Task:
+    """{"kind": "mixture", "parts": [spec, ...], "seed": 0}: one corpus of every part's texts (pairs become
+    prompt + completion), shuffled with the seed."""
+    _check_keys("mixture", args, ("parts", "seed"))
+    if not args.get("parts"):
+        raise ValueError("a mixture needs a non-empty list of parts")
+    texts: list[str] = []
+    for part in (load_task(p) for p in args["parts"]):
+        texts += part.texts if part.is_corpus else [p + c for p, c in zip(part.prompts, part.completions)]
+    order = np.random.default_rng(args.get("seed", 0)).permutation(len(texts))
+    return Task("mixture", texts=[texts[i] for i in order])
+
+
+def load_questions(spec: dict[str, Any]) -> "pd.DataFrame":
+    """Multiple-choice questions (prompt, choices, answer index) by spec, for every tier:
+    {"kind": "fact_questions_mc", <data.facts arguments>, "tail": 300, "n_choices": 4, "distractors": "frequent"}
+    asks about the `tail` least-mentioned facts of the same fact set a corpus spec {"kind": "facts", ...} with the
+    same arguments was built from; {"kind": "hf_multiple_choice", "path": "cais/mmlu", "names": [subjects],
+    "split": "test", "question_field": "question", "choices_field": "choices", "answer_field": "answer"} reads a
+    Hugging Face dataset (prompt "<question>\\nAnswer:", choices " <choice>")."""
+    import pandas as pd
+
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind == "fact_questions_mc":
+        picks = {k: args.pop(k) for k in ("tail", "n_choices", "distractors") if k in args}
+        made = data.facts(**args)
+        tail = made.table.sort_values("mentions", kind="stable").entity.head(picks.get("tail", 300)).tolist()
+        return data.multiple_choice(made, n_choices=picks.get("n_choices", 4), entities=tail,
+                                    distractors=picks.get("distractors", "frequent"), seed=args.get("seed", 0))
+    if kind != "hf_multiple_choice":
+        raise ValueError(f"question kind must be 'fact_questions_mc' or 'hf_multiple_choice', got {kind!r}")
+    allowed = ("path", "names", "split", "revision", "data_files", "question_field", "choices_field", "answer_field")
+    _check_keys(kind, args, allowed)
+    frames = []
+    for name in args.get("names") or [None]:
+        rows = _load_hf({k: v for k, v in {"path": args["path"], "name": name, "split": args["split"],
+                                           "revision": args.get("revision"),
+                                           "data_files": args.get("data_files")}.items() if v is not None})
+        frames.append(pd.DataFrame({
+            "prompt": [f"{q}\nAnswer:" for q in rows[args.get("question_field", "question")]],
+            "choices": [[f" {c}" for c in cs] for cs in rows[args.get("choices_field", "choices")]],
+            "answer": [int(a) for a in rows[args.get("answer_field", "answer")]]}))
+    return pd.concat(frames, ignore_index=True)

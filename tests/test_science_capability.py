@@ -1,0 +1,48 @@
+"""The downstream chain on hand-computed probabilities; trends; per-sample correlations; the swap metric."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from caplab.science.capability import answer_accuracy_metric, downstream_chain, sample_correlations, trend
+
+
+def test_chain_steps_on_hand_computed_probabilities():
+    # vocabulary-level probabilities of the 3 choices: 0.2 (correct), 0.1, 0.1 -> p_choices = 0.5, 0.25, 0.25
+    rows = pd.DataFrame({"logprob_0": [np.log(0.2)], "logprob_1": [np.log(0.1)], "logprob_2": [np.log(0.1)],
+                         "answer": [0]})
+    out = downstream_chain(rows).iloc[0]
+    assert out.log_p_vocab == pytest.approx(np.log(0.2)) and out.p_vocab == pytest.approx(0.2)
+    assert out.p_choices == pytest.approx(0.5)
+    assert out.neg_brier == pytest.approx(-((0.5 - 1) ** 2 + 0.25 ** 2 + 0.25 ** 2))
+    assert out.accuracy == 1.0 and out.p_vocab_incorrect == pytest.approx(0.2)
+    wrong = downstream_chain(rows.assign(answer=1)).iloc[0]
+    assert wrong.accuracy == 0.0 and wrong.p_choices == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="logprob"):
+        downstream_chain(pd.DataFrame({"answer": [0]}))
+
+
+def test_trend_recovers_a_planted_slope():
+    rng = np.random.default_rng(0)
+    x = np.repeat(np.linspace(4, 6, 5), 200)
+    frame = pd.DataFrame({"log_params": x, "y": 0.3 * x + rng.normal(0, 0.1, len(x))})
+    fit = trend(frame, "y")
+    assert fit["lo"] < 0.3 < fit["hi"] and abs(fit["slope"] - 0.3) < 0.02
+
+
+def test_sample_correlations_follow_the_scores():
+    chain = pd.DataFrame({"question": [0] * 4 + [1] * 4, "log_compute": [1, 2, 3, 4] * 2,
+                          "log_p_vocab": [-4, -3, -2, -1, -1, -2, -3, -4], "accuracy": [0, 0, 0, 0, 0, 0, 1, 1]})
+    corr = sample_correlations(chain, scores=("log_p_vocab", "accuracy")).set_index(["question", "score"])
+    assert corr.loc[(0, "log_p_vocab"), "spearman"] == pytest.approx(1.0)
+    assert corr.loc[(1, "log_p_vocab"), "spearman"] == pytest.approx(-1.0)
+    assert np.isnan(corr.loc[(0, "accuracy"), "spearman"])       # constant score: no correlation
+    assert corr.loc[(1, "accuracy"), "kendall"] > 0
+
+
+def test_answer_accuracy_metric_reads_only_scored_positions():
+    labels = torch.tensor([[-100, 5, 6], [-100, 5, 7]])
+    logits = torch.zeros(2, 3, 10)
+    logits[:, 0, 5] = 1        # predicts 5 at position 1
+    logits[:, 1, 6] = 1        # predicts 6 at position 2: right for row 0, wrong for row 1
+    assert answer_accuracy_metric(logits, {"labels": labels}) == {"accuracy": 0.5}
