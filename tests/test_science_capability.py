@@ -46,3 +46,13 @@ def test_answer_accuracy_metric_reads_only_scored_positions():
     logits[:, 0, 5] = 1        # predicts 5 at position 1
     logits[:, 1, 6] = 1        # predicts 6 at position 2: right for row 0, wrong for row 1
     assert answer_accuracy_metric(logits, {"labels": labels}) == {"accuracy": 0.5}
+
+
+def test_token_accuracy_metric_counts_scored_tokens():
+    from caplab.science.capability import token_accuracy_metric
+    labels = torch.tensor([[-100, 5, 6, 7]])
+    logits = torch.zeros(1, 4, 10)
+    logits[0, 0, 5] = 1
+    logits[0, 1, 6] = 1
+    logits[0, 2, 1] = 1        # wrong at the last position
+    assert token_accuracy_metric(logits, {"labels": labels}) == {"accuracy": pytest.approx(2 / 3)}

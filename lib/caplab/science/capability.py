@@ -94,3 +94,11 @@ def answer_accuracy_metric(logits, batch) -> dict:
     scored = labels != -100
     right = ((predicted == labels) | ~scored).all(dim=1)
     return {"accuracy": float(right.float().mean())}
+
+
+def token_accuracy_metric(logits, batch) -> dict:
+    """Teacher-forced next-token accuracy over the scored (label != -100) positions, for attention-swap sweeps."""
+    predicted = logits[:, :-1].argmax(-1)
+    labels = batch["labels"][:, 1:]
+    scored = labels != -100
+    return {"accuracy": float(((predicted == labels) & scored).sum() / scored.sum())}
