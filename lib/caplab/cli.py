@@ -12,7 +12,7 @@ from pathlib import Path
 from caplab.paths import notebooks_dir, results_dir
 
 
-def _notebook_names(papers: list[str], notebooks: Path) -> list[str] | None:
+def _notebook_names(papers: list[str]) -> list[str] | None:
     """Paper ids or notebook names -> notebook names (`downstream` is tested by the `ceilings` notebook)."""
     from caplab.report.registry import papers as registry
     if not papers:
@@ -30,7 +30,7 @@ def cmd_run(args) -> int:
     from caplab import runner, tiers
     notebooks, results = Path(args.notebooks), Path(args.results)
     try:
-        outcomes = runner.run(_notebook_names(args.papers, notebooks), args.tier, notebooks_dir=notebooks,
+        outcomes = runner.run(_notebook_names(args.papers), args.tier, notebooks_dir=notebooks,
                               results=results, cell_timeout=args.cell_timeout)
     except tiers.ParameterError as exc:
         print(f"caplab: nothing was run: {exc}", file=sys.stderr)
@@ -46,7 +46,7 @@ def cmd_run(args) -> int:
 def cmd_validate(args) -> int:
     from caplab import tiers
     notebooks = Path(args.notebooks)
-    names = _notebook_names(args.papers, notebooks) or tiers.available_notebooks(notebooks)
+    names = _notebook_names(args.papers) or tiers.available_notebooks(notebooks)
     bad = 0
     for name in names:
         for tier in args.tiers:
