@@ -221,3 +221,21 @@ def capacity_gap_law(optima: pd.DataFrame, n_boot: int = 1000, seed: int = 0, *,
             "paper_ratio_in_interval": bool(r_lower <= PAPER_RATIO <= r_upper), "n_students": len(used),
             "excluded": optima.loc[~keep, student_col].tolist(), "unit": unit, "data": data,
             "note": "few students: the bootstrap interval on r is wide; the linear law needs >= 3 students"}
+
+
+def teacher_effects(pairs: pd.DataFrame, student_col: str = "student_params", teacher_col: str = "teacher_params",
+                    loss_col: str = "loss", se_col: str = "loss_se", margin_se: float = 2.0) -> pd.DataFrame:
+    """Per student (sorted), whether teacher size measurably matters: `spread` (worst minus best student loss over
+    teachers) against `spread_noise`, and `rise_to_largest` (largest teacher minus best) against `rise_noise`, each
+    noise `margin_se` combined (unpaired, so conservative) standard errors of the two evaluations."""
+    _check(pairs, [student_col, teacher_col, loss_col, se_col], "teacher_effects")
+    rows = []
+    for student, g in pairs.groupby(student_col, sort=True):
+        best, worst, largest = g.loc[g[loss_col].idxmin()], g.loc[g[loss_col].idxmax()], g.loc[g[teacher_col].idxmax()]
+        rows.append({student_col: student, "spread": worst[loss_col] - best[loss_col],
+                     "spread_noise": margin_se * np.hypot(worst[se_col], best[se_col]),
+                     "rise_to_largest": largest[loss_col] - best[loss_col],
+                     "rise_noise": margin_se * np.hypot(largest[se_col], best[se_col])})
+    out = pd.DataFrame(rows)
+    out["teacher_effect"] = out.spread > out.spread_noise
+    return out
