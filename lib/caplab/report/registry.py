@@ -71,6 +71,16 @@ RULES: dict[str, Rule] = {
     # Share of questions whose probability mass on the incorrect choices moves with log compute (|Spearman| > 0.5),
     # bootstrap over questions: reproduced when most questions' incorrect mass moves.
     "downstream.incorrect_mass_moves": Above("incorrect_mass_share_moving", 0.5),
+    # Budget (equal cost): accuracy differences over the same test questions, paired bootstrap intervals.
+    # SFT alone minus the best other share, at every budget below 1,000 (the smallest difference).
+    "budget.sft_wins_small": Above("sft_only_minus_best_mix_small", 0.0),
+    # At the largest budget: the best share strictly between 0 and 1 minus SFT alone.
+    "budget.mix_wins_large": Above("best_mix_minus_sft_only_large", 0.0),
+    # At the largest budget: DPO on the base gives answers in the format less than half the time, and is less
+    # accurate than the best share in (0, 0.1].
+    "budget.cold_start": AllOf((Below("cold_start_format_rate", 0.5), Below("cold_start_minus_small_sft", 0.0))),
+    # At the largest budget: the best share in (0, 0.1] minus share 0.
+    "budget.small_sft_fixes": Above("small_sft_gain", 0.0),
     "capacity_gap.linear_law": Requires("students_with_interior_optimum", 3,
                                         Brackets("t_star_log_slope", 1.0, exclude=0.0)),
 }

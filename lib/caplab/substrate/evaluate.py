@@ -147,3 +147,20 @@ def greedy_exact_match(model, tokenizer, prompts: list[str], answers: list[str],
             generations.append(text.split(stop)[0] if stop else text)
     return pd.DataFrame({"prompt": prompts, "answer": answers, "generation": generations,
                          "correct": [g.strip() == a.strip() for g, a in zip(generations, answers)]})
+
+
+def answer_accuracy(model, tokenizer, prompts: list[str], references: list[str], max_new_tokens: int = 64,
+                    batch_size: int = 64) -> pd.DataFrame:
+    """Greedy generations scored on the answer after "####" (GSM8K's convention, and our chains'): one row per
+    prompt with generation, answer (read from the reference), correct, and formatted (the output has an answer)."""
+    from caplab.substrate.chains import answer_of
+
+    answers = [answer_of(r) for r in references]
+    if any(a is None for a in answers):
+        raise ValueError("every reference needs an answer after '####'")
+    out = greedy_exact_match(model, tokenizer, prompts, answers, max_new_tokens=max_new_tokens,
+                             batch_size=batch_size, stop=None)
+    got = [answer_of(g) for g in out.generation]
+    out["formatted"] = [g is not None for g in got]
+    out["correct"] = [g is not None and g == a for g, a in zip(got, answers)]
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from caplab.substrate import data
+from caplab.substrate import chains, data
 
 def _fact_questions(args: dict[str, Any]):
     """Each fact once, as a question: prompt "entity:" -> completion "attribute" (knowledge to be learned)."""
@@ -32,6 +32,8 @@ _SYNTHETIC = {
     "facts": ("texts", lambda a: data.facts(**a).texts),
     "fact_questions": ("pairs", _fact_questions),
     "arithmetic": ("pairs", lambda a: data.arithmetic(**a)),
+    "chain_facts": ("texts", lambda a: chains.fact_corpus(**a)),
+    "chain_problems": ("pairs", lambda a: chains.problems(**a).assign(answer=lambda f: f.solution)),
 }
 _HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")
 _HF_KINDS = {"hf_text": ("field", "max_rows", "min_chars"),
@@ -142,6 +144,32 @@ def _mixture(args: dict[str, Any]) -> Task:
         texts += part.texts if part.is_corpus else [p + c for p, c in zip(part.prompts, part.completions)]
     order = np.random.default_rng(args.get("seed", 0)).permutation(len(texts))
     return Task("mixture", texts=[texts[i] for i in order])
+
+
+def load_preferences(spec: dict[str, Any]) -> "pd.DataFrame":
+    """Preference pairs (prompt, chosen, rejected) by spec: {"kind": "chain_preferences", <chains.preferences
+    arguments>}, or {"kind": "hf_preferences", "path": ..., "split": ..., "prompt_field", "chosen_field",
+    "rejected_field", "prompt_template", "max_rows"} from a Hugging Face dataset."""
+    import pandas as pd
+
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind == "chain_preferences":
+        try:
+            return chains.preferences(**args)[["prompt", "chosen", "rejected"]]
+        except TypeError as exc:
+            raise ValueError(f"preference kind 'chain_preferences': {exc}") from exc
+    if kind != "hf_preferences":
+        raise ValueError(f"preference kind must be 'chain_preferences' or 'hf_preferences', got {kind!r}")
+    fields = ("prompt_field", "chosen_field", "rejected_field", "prompt_template", "max_rows")
+    _check_keys(kind, args, _HF_LOAD_KEYS + fields)
+    rows = _load_hf({k: args[k] for k in _HF_LOAD_KEYS if k in args})
+    if args.get("max_rows"):
+        rows = rows.select(range(min(int(args["max_rows"]), len(rows))))
+    template = args.get("prompt_template", "{}")
+    return pd.DataFrame({"prompt": [template.format(x) for x in rows[args.get("prompt_field", "prompt")]],
+                         "chosen": [" " + x.strip() for x in rows[args.get("chosen_field", "chosen")]],
+                         "rejected": [" " + x.strip() for x in rows[args.get("rejected_field", "rejected")]]})
 
 
 def load_questions(spec: dict[str, Any]) -> "pd.DataFrame":

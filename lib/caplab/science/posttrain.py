@@ -1,0 +1,177 @@
+"""Post-training with TRL: supervised finetuning (`sft`) and direct preference optimisation (`dpo`), cached.
+
+One settings dataclass per method; the defaults are the budget paper's (Raghavendra et al. 2025, arXiv 2502.11284,
+code mohit-raghavendra/balance-budget): SFT 2 epochs at lr 5e-5, DPO 2 epochs at lr 5e-6 with beta = 1.0, cosine
+schedule with warmup 0.1, effective batch 16, LoRA r = 32, alpha = 32 on all linear projections (gpu tier).
+A tier overrides them by parameters; unknown keys are rejected (`from_dict`).
+
+Both run TRL's trainers (`SFTTrainer`, `DPOTrainer`) on any causal LM `get_model` can build: a tiny model with
+the char tokenizer, or a hub model. DPO's reference is the model it starts from (TRL copies it; with LoRA the
+adapter-free base plays that part), which is the SFT model, or the base model when there was no SFT. Each run is
+a cache entry keyed by the starting model, the data and the settings: `model/` (save_pretrained, LoRA merged),
+`log.csv` (TRL's log history) and `summary.json`. A run with no data returns the starting model unchanged.
+
+    spec = sft(base, prompts, solutions, SFTSettings(lr=1e-3))
+    spec = dpo(spec, prompts, chosen, rejected, DPOSettings(lr=1e-4, beta=0.1))
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from caplab.substrate.cache import atomic_write_text, default_cache
+from caplab.substrate.models import get_model
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    epochs: float = 2.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+    schedule: str = "cosine"
+    min_steps: int = 0                   # at least this many optimizer steps (small budgets on tiny models)
+    max_length: int = 256
+    seed: int = 0
+    lora: dict | None = None             # peft.LoraConfig keys, e.g. {"r": 32, "lora_alpha": 32, ...}
+    device: str = "auto"                 # "auto": the GPU when there is one
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"{type(self).__name__}: need epochs > 0, lr > 0, batch_size >= 1, "
+                             f"0 <= warmup_ratio < 1; got {self}")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {allowed}")
+        return cls(**values)
+
+    def steps(self, n_rows: int) -> int:
+        """Optimizer steps for `n_rows` examples: `epochs` passes, at least `min_steps`."""
+        return max(math.ceil(self.epochs * n_rows / self.batch_size), self.min_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSettings(_Settings):
+    """Supervised finetuning; loss on the completion only. Defaults: Raghavendra et al. 2025 (code)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOSettings(_Settings):
+    """DPO (sigmoid loss). Defaults: Raghavendra et al. 2025 (code): lr 5e-6, beta 1.0."""
+    lr: float = 5e-6
+    beta: float = 1.0
+
+
+def _settings(cls, value):
+    return cls.from_dict(value) if isinstance(value, dict) else value
+
+
+def _digest(*columns: list[str]) -> str:
+    digest = hashlib.sha256()
+    for column in columns:
+        for text in column:
+            digest.update(text.encode())
+            digest.update(b"\x00")
+        digest.update(b"\x01")
+    return digest.hexdigest()[:24]
+
+
+def _common_args(settings: _Settings, n_rows: int, out: Path) -> dict[str, Any]:
+    import torch
+
+    use_cpu = settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available())
+    steps = settings.steps(n_rows)
+    return dict(output_dir=str(out), max_steps=steps, per_device_train_batch_size=settings.batch_size,
+                learning_rate=settings.lr, lr_scheduler_type=settings.schedule,
+                warmup_steps=int(settings.warmup_ratio * steps), seed=settings.seed, data_seed=settings.seed,
+                use_cpu=use_cpu, bf16=False, fp16=False, report_to="none", save_strategy="no",
+                logging_steps=max(1, steps // 20), disable_tqdm=True, dataloader_num_workers=0,
+                max_length=settings.max_length)
+
+
+def _peft_config(settings: _Settings):
+    if not settings.lora:
+        return None
+    from peft import LoraConfig
+    return LoraConfig(task_type="CAUSAL_LM", **settings.lora)
+
+
+def _finish(trainer, tokenizer, tmp: Path, method: str, n_rows: int) -> None:
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    log = pd.DataFrame(trainer.state.log_history)
+    log.to_csv(tmp / "log.csv", index=False)
+    atomic_write_text(tmp / "summary.json", json.dumps(
+        {"method": method, "rows": n_rows, "steps": trainer.state.global_step,
+         "tokens": int(trainer.state.num_input_tokens_seen or 0)}, indent=1))
+
+
+def sft(model_spec: dict, prompts: list[str], completions: list[str], settings: SFTSettings | dict, *,
+        cache=None) -> dict:
+    """The model spec after TRL SFT of `model_spec` on prompt -> completion pairs (loss on the completion)."""
+    settings = _settings(SFTSettings, settings)
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    if not prompts:
+        return dict(model_spec)
+    cache = cache if cache is not None else default_cache()
+    args = {"model": model_spec, "data": _digest(prompts, completions), "settings": settings}
+
+    def build(tmp: Path) -> None:
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        model, tokenizer = get_model(model_spec)
+        eos = tokenizer.eos_token
+        rows = Dataset.from_dict({"prompt": list(prompts), "completion": [c + eos for c in completions]})
+        config = SFTConfig(**_common_args(settings, len(prompts), tmp / "trainer"), completion_only_loss=True)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
+                             peft_config=_peft_config(settings))
+        trainer.train()
+        _finish(trainer, tokenizer, tmp, "sft", len(prompts))
+
+    return {"path": str(cache.directory("sft", args, build) / "model")}
+
+
+def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[str],
+        settings: DPOSettings | dict, *, cache=None) -> dict:
+    """The model spec after TRL DPO of `model_spec` on (prompt, chosen, rejected); the reference is `model_spec`."""
+    settings = _settings(DPOSettings, settings)
+    if not len(prompts) == len(chosen) == len(rejected):
+        raise ValueError(f"need as many chosen and rejected as prompts: {len(prompts)}, {len(chosen)}, "
+                         f"{len(rejected)}")
+    if not prompts:
+        return dict(model_spec)
+    cache = cache if cache is not None else default_cache()
+    args = {"model": model_spec, "data": _digest(prompts, chosen, rejected), "settings": settings}
+
+    def build(tmp: Path) -> None:
+        from datasets import Dataset
+        from trl import DPOConfig, DPOTrainer
+
+        model, tokenizer = get_model(model_spec)
+        eos = tokenizer.eos_token
+        rows = Dataset.from_dict({"prompt": list(prompts), "chosen": [c + eos for c in chosen],
+                                  "rejected": [r + eos for r in rejected]})
+        config = DPOConfig(**_common_args(settings, len(prompts), tmp / "trainer"), beta=settings.beta)
+        trainer = DPOTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
+                             peft_config=_peft_config(settings))
+        trainer.train()
+        _finish(trainer, tokenizer, tmp, "dpo", len(prompts))
+
+    return {"path": str(cache.directory("dpo", args, build) / "model")}

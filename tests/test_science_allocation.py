@@ -1,0 +1,58 @@
+"""Budget allocation: counts under a cost ratio, the grid, and claim evidence on planted outcomes."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from caplab.science import allocation
+
+
+def test_counts_spend_the_budget_at_the_cost_ratio():
+    assert allocation.counts(1000, 0.25, 1.0) == (250, 750)
+    assert allocation.counts(1000, 0.25, 2.0) == (250, 375)     # preferences cost twice as much
+    assert allocation.counts(1000, 0.0, 0.5) == (0, 2000)
+    with pytest.raises(ValueError):
+        allocation.counts(100, 1.5, 1.0)
+
+
+def test_grid_runs_other_ratios_only_on_their_budgets():
+    plan = allocation.grid([100, 1000], [0.0, 0.5, 1.0], [1.0, 2.0], ratio_budgets=[100])
+    assert len(plan) == 6 + 3
+    assert set(plan[plan.ratio == 2.0].budget) == {100}
+    with pytest.raises(ValueError, match="pools hold"):
+        allocation.check_pools(plan, n_sft_pool=500, n_pft_pool=5000)
+
+
+def _planted(acc: dict, n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (budget, share), p in acc.items():
+        correct = rng.random(n) < p
+        rows.append(pd.DataFrame({"question": range(n), "correct": correct, "formatted": share > 0 or p > 0.5,
+                                  "ratio": 1.0, "budget": budget, "share": share}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_claim_evidence_reads_planted_winners():
+    acc = {(100, 0.0): 0.0, (100, 0.1): 0.05, (100, 0.5): 0.1, (100, 1.0): 0.3,
+           (3000, 0.0): 0.02, (3000, 0.1): 0.4, (3000, 0.5): 0.7, (3000, 1.0): 0.5}
+    ev = allocation.claim_evidence(_planted(acc), small_budget=1000, n_boot=200)
+    value, lo, hi = ev["sft_only_minus_best_mix_small"]
+    assert lo > 0 and abs(value - 0.2) < 0.06
+    value, lo, hi = ev["best_mix_minus_sft_only_large"]
+    assert lo > 0 and abs(value - 0.2) < 0.08
+    assert ev["cold_start_minus_small_sft"][2] < 0 and ev["small_sft_gain"][1] > 0
+    assert ev["cold_start_format_rate"][0] == 0.0
+
+
+def test_claim_evidence_sees_when_sft_alone_wins_everywhere():
+    acc = {(100, 0.0): 0.0, (100, 0.5): 0.1, (100, 1.0): 0.3,
+           (3000, 0.0): 0.0, (3000, 0.1): 0.2, (3000, 0.5): 0.3, (3000, 1.0): 0.6}
+    ev = allocation.claim_evidence(_planted(acc), n_boot=200)
+    assert ev["best_mix_minus_sft_only_large"][2] < 0
+
+
+def test_best_share_per_budget():
+    table = allocation.accuracy_table(_planted({(100, 0.0): 0.1, (100, 1.0): 0.6, (300, 0.5): 0.8,
+                                                (300, 1.0): 0.2}).assign(n_sft=0, n_pft=0))
+    best = allocation.best_share(table).set_index("budget").share
+    assert best[100] == 1.0 and best[300] == 0.5
