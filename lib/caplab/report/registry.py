@@ -71,6 +71,18 @@ RULES: dict[str, Rule] = {
     # Share of questions whose probability mass on the incorrect choices moves with log compute (|Spearman| > 0.5),
     # bootstrap over questions: reproduced when most questions' incorrect mass moves.
     "downstream.incorrect_mass_moves": Above("incorrect_mass_share_moving", 0.5),
+    # RL scaling. At the geometric middle of the compute (data) range every size covers, each size's fitted
+    # log10 error; the OLS slope on log10 N with its 95 % interval: negative means bigger models are lower.
+    "rl_scaling.bigger_is_more_efficient": AllOf((Below("error_vs_n_slope_compute", 0.0),
+                                                  Below("error_vs_n_slope_data", 0.0))),
+    # log10 L = -k log10 X + E0 per size and X: the worst in-sample R^2 (log space) over sizes and both X.
+    "rl_scaling.power_law": Above("rl_fit_r2_min", 0.9),
+    # k(N) against compute: rises with N (Spearman over sizes) and the saturating law has a lower AIC than both
+    # the power law and the line in log N (same data, same loss).
+    "rl_scaling.k_saturates": AllOf((Above("k_spearman_n", 0.0), Below("k_aic_saturating_minus_best_other", 0.0))),
+    # Final held-out error at reuse factor 25 minus at 1 (fixed total of prompts), paired bootstrap over test
+    # prompts: stable means less than 5 points worse.
+    "rl_scaling.reuse_ok": Below("reuse_error_tau25_minus_tau1", 0.05),
     # Budget (equal cost): accuracy differences over the same test questions, paired bootstrap intervals.
     # SFT alone minus the best other share, at every budget below 1,000 (the smallest difference).
     "budget.sft_wins_small": Above("sft_only_minus_best_mix_small", 0.0),

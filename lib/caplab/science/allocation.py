@@ -134,12 +134,6 @@ def best_share(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[index, ["ratio", "budget", "share", "n_sft", "n_pft", "accuracy", "lo", "hi"]]
 
 
-def disjoint_pools(test_prompts, *pools: pd.DataFrame) -> list[pd.DataFrame]:
-    """Each pool without the rows whose prompt is a test prompt (so no test question is trained on)."""
-    held = set(test_prompts)
-    return [pool[~pool.prompt.isin(held)].reset_index(drop=True) for pool in pools]
-
-
 def check_pools(plan: pd.DataFrame, n_sft_pool: int, n_pft_pool: int) -> None:
     """Raise before any training when the grid asks for more examples than a pool holds."""
     if plan.n_sft.max() > n_sft_pool or plan.n_pft.max() > n_pft_pool:

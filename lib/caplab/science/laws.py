@@ -270,6 +270,26 @@ K_SATURATING = Law(
     citation="Tan et al. 2025 (arXiv 2509.25300); their bounds: K_max in [0, 2], N0 in [0.1B, 100B]",
 )
 
+K_SATURATING_K = Law(
+    name="k(N) saturating, k units", formula="k = K_max N / (N + N0)", inputs=("N",), space="linear",
+    params=(Param("K_max", (1e-6, 1e3), (0.01, 2.0), log=True), Param("N0", (1.0, 1e15), (1e3, 1e12), log=True)),
+    fn=lambda x, p: p["K_max"] * x["N"] / (x["N"] + p["N0"]),
+    citation="Tan et al. 2025 (arXiv 2509.25300)",
+    notes="residuals in k's units: comparable with the alternatives below even where some k is near 0",
+)
+K_POWER_K = Law(
+    name="k(N) power, k units", formula="k = c N^p", inputs=("N",), space="linear",
+    params=(Param("c", (1e-30, 1e30), (1e-6, 1e2), log=True), Param("p", (-5.0, 5.0), (-1.0, 1.0))),
+    fn=lambda x, p: p["c"] * np.exp(p["p"] * np.log(x["N"])),
+    citation="non-saturating alternative to Tan et al. 2025",
+)
+K_LOG_LINEAR_K = Law(
+    name="k(N) linear in log N", formula="k = a + b log10 N", inputs=("N",), space="linear",
+    params=(Param("a", (-INF, INF), (-1.0, 1.0)), Param("b", (-INF, INF), (-1.0, 1.0))),
+    fn=lambda x, p: p["a"] + p["b"] * np.log10(x["N"]),
+    citation="non-saturating alternative to Tan et al. 2025",
+)
+
 K_POWER = Law(
     name="k(N) power", formula="k = c N^p", inputs=("N",),
     params=(Param("c", (1e-30, 1e30), (1e-6, 1e2), log=True), Param("p", (-5.0, 5.0), (-1.0, 1.0))),
@@ -333,4 +353,5 @@ RL_POWER = rl_law(saturating=False)
 
 LAWS = {law.name: law for law in (CHINCHILLA, KAPLAN, SHANNON, QID, PTQ, PRECISION, QID_LOSS, PERTURBATION_TERM,
                                   PERTURBED_CHINCHILLA, POWER_LAW, LINEAR,
-                                  RATIO, K_SATURATING, K_POWER, RL_LOGLINEAR, RL_SATURATING, RL_POWER)}
+                                  RATIO, K_SATURATING, K_POWER, K_SATURATING_K, K_POWER_K, K_LOG_LINEAR_K,
+                                  RL_LOGLINEAR, RL_SATURATING, RL_POWER)}

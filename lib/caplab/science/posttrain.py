@@ -69,9 +69,12 @@ class SFTSettings(_Settings):
 
 @dataclasses.dataclass(frozen=True)
 class DPOSettings(_Settings):
-    """DPO (sigmoid loss). Defaults: Raghavendra et al. 2025 (code): lr 5e-6, beta 1.0."""
+    """DPO (sigmoid loss). Defaults: Raghavendra et al. 2025 (code): lr 5e-6, beta 1.0. `precompute_ref`: the
+    reference log-probabilities in one pass before training (TRL's `precompute_ref_log_probs`; the same loss,
+    one forward pass fewer per step)."""
     lr: float = 5e-6
     beta: float = 1.0
+    precompute_ref: bool = True
 
 
 def _settings(cls, value):
@@ -168,9 +171,11 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "chosen": [c + eos for c in chosen],
                                   "rejected": [r + eos for r in rejected]})
-        config = DPOConfig(**_common_args(settings, len(prompts), tmp / "trainer"), beta=settings.beta)
-        trainer = DPOTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
-                             peft_config=_peft_config(settings))
+        config = DPOConfig(**_common_args(settings, len(prompts), tmp / "trainer"), beta=settings.beta,
+                           precompute_ref_log_probs=settings.precompute_ref)
+        reference = None if settings.lora else get_model(model_spec)[0]     # LoRA: the adapter-free base
+        trainer = DPOTrainer(model=model, ref_model=reference, args=config, train_dataset=rows,
+                             processing_class=tokenizer, peft_config=_peft_config(settings))
         trainer.train()
         _finish(trainer, tokenizer, tmp, "dpo", len(prompts))
 

@@ -150,7 +150,7 @@ def greedy_exact_match(model, tokenizer, prompts: list[str], answers: list[str],
 
 
 def answer_accuracy(model, tokenizer, prompts: list[str], references: list[str], max_new_tokens: int = 64,
-                    batch_size: int = 64) -> pd.DataFrame:
+                    batch_size: int = 256) -> pd.DataFrame:
     """Greedy generations scored on the answer after "####" (GSM8K's convention, and our chains'): one row per
     prompt with generation, answer (read from the reference), correct, and formatted (the output has an answer)."""
     from caplab.substrate.chains import answer_of

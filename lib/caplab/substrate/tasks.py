@@ -146,6 +146,12 @@ def _mixture(args: dict[str, Any]) -> Task:
     return Task("mixture", texts=[texts[i] for i in order])
 
 
+def disjoint_pools(test_prompts, *pools: "pd.DataFrame") -> list["pd.DataFrame"]:
+    """Each pool (a frame with a `prompt` column) without the rows whose prompt is a test prompt."""
+    held = set(test_prompts)
+    return [pool[~pool.prompt.isin(held)].reset_index(drop=True) for pool in pools]
+
+
 def load_preferences(spec: dict[str, Any]) -> "pd.DataFrame":
     """Preference pairs (prompt, chosen, rejected) by spec: {"kind": "chain_preferences", <chains.preferences
     arguments>}, or {"kind": "hf_preferences", "path": ..., "split": ..., "prompt_field", "chosen_field",

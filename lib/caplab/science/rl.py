@@ -1,0 +1,187 @@
+"""RL post-training with TRL's `GRPOTrainer`, with the held-out error and exact compute logged along the way.
+
+Settings mirror Tan et al. 2025 (arXiv 2509.25300, VeRL code): G = 8 rollouts per prompt, 512 prompts per
+generation split into 4 mini-batch updates (mini-batch 128 prompts), lr 1e-6, KL loss coefficient 0.001 (TRL's
+k3 estimator, the paper's "low-variance KL"), clip 0.2, temperature 1.0 for training and 0.7 for evaluation,
+binary reward. A tier scales the numbers down by parameters; unknown keys are rejected.
+
+Accounting (the paper's): compute C = 6 N x tokens processed, where tokens are every rollout's prompt and
+completion tokens (TRL's `num_input_tokens_seen`) and N is the model's non-embedding parameter count (Kaplan's
+convention; the total count is also logged); data D = prompts seen = optimizer steps x prompts per update. The
+test loss is the error rate 1 - pass@1 on held-out prompts, pass@1 estimated from `eval_samples` samples per
+prompt at the evaluation temperature, logged every `eval_every` optimizer steps (and at step 0).
+
+    run = grpo(start_spec, prompts, answers, test_prompts, test_answers, GRPOSettings(lr=1e-4))
+    run.curve, run.final, run.spec
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from caplab.science.posttrain import _digest
+from caplab.substrate.cache import atomic_write_text, default_cache
+from caplab.substrate.chains import correct_reward, is_correct
+from caplab.substrate.models import get_model, param_counts
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOSettings:
+    """GRPO; defaults from Tan et al. 2025 (code): 512 prompts x 8 rollouts per generation, 4 updates each."""
+    steps: int = 100                     # optimizer steps
+    prompts_per_update: int = 128        # the paper's mini-batch (512 prompts per generation / 4 updates)
+    updates_per_generation: int = 4
+    num_generations: int = 8
+    lr: float = 1e-6
+    beta: float = 0.001                  # KL to the frozen reference
+    epsilon: float = 0.2                 # clip
+    temperature: float = 1.0
+    eval_temperature: float = 0.7
+    eval_samples: int = 1
+    eval_every: int = 10
+    max_completion_length: int = 64
+    loss_type: str = "dapo"              # token-mean over the batch, as VeRL's default aggregation
+    warmup_steps: int = 0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in ("steps", "prompts_per_update", "updates_per_generation", "num_generations", "eval_samples",
+                     "eval_every", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GRPOSettings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError("GRPO needs num_generations >= 2 (advantages are relative within a group)")
+        if self.lr <= 0 or self.beta < 0 or not 0 < self.epsilon < 1:
+            raise ValueError(f"need lr > 0, beta >= 0, 0 < epsilon < 1; got {self}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GRPOSettings":
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown GRPOSettings keys {unknown}; allowed: {allowed}")
+        return cls(**values)
+
+
+@torch.no_grad()
+def pass_at_1(model, tokenizer, prompts: list[str], answers: list[str], *, samples: int, temperature: float,
+              max_new_tokens: int, seed: int, batch_size: int = 256) -> np.ndarray:
+    """Per prompt, the mean correctness of `samples` sampled completions (seeded; the global RNG state is
+    restored afterwards, so evaluating does not change the training run)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    correct = []
+    items = [(p, a) for _ in range(samples) for p, a in zip(prompts, answers)]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        encoded = [tokenizer(p).input_ids for p, _ in chunk]
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                             top_p=1.0, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                             eos_token_id=tokenizer.eos_token_id)
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        correct += [is_correct(t, a) for t, (_, a) in zip(texts, chunk)]
+    torch.random.set_rng_state(state)
+    model.train(was_training)
+    return np.asarray(correct, dtype=float).reshape(samples, len(prompts)).mean(0)
+
+
+def _trainer_args(settings: GRPOSettings, out: Path) -> dict[str, Any]:
+    use_cpu = settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available())
+    completions = settings.prompts_per_update * settings.num_generations
+    return dict(output_dir=str(out), max_steps=settings.steps, per_device_train_batch_size=completions,
+                steps_per_generation=settings.updates_per_generation, num_generations=settings.num_generations,
+                max_completion_length=settings.max_completion_length, learning_rate=settings.lr,
+                lr_scheduler_type="constant_with_warmup", warmup_steps=settings.warmup_steps, beta=settings.beta,
+                epsilon=settings.epsilon, temperature=settings.temperature, loss_type=settings.loss_type,
+                top_k=0, top_p=1.0, seed=settings.seed, data_seed=settings.seed, use_vllm=False, use_cpu=use_cpu,
+                bf16=False, fp16=False, report_to="none", save_strategy="no", logging_steps=settings.eval_every,
+                disable_tqdm=True, dataloader_num_workers=0)
+
+
+def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts: list[str], test_answers: list[str],
+         settings: GRPOSettings | dict, *, cache=None) -> "GRPORun":
+    """GRPO from `model_spec` on a pool of prompts (sampled by TRL, reused when the run needs more than the pool).
+    The run's `curve` has one row per evaluation: step, prompts_seen, tokens, compute (6 N tokens), error
+    (1 - pass@1 on the test prompts), the parameter counts; `final` has each test prompt's last pass@1."""
+    settings = GRPOSettings.from_dict(settings) if isinstance(settings, dict) else settings
+    if len(prompts) != len(answers) or len(test_prompts) != len(test_answers) or not prompts or not test_prompts:
+        raise ValueError("need non-empty prompts with one answer each, for training and for testing")
+    cache = cache if cache is not None else default_cache()
+    args = {"model": model_spec, "data": _digest(prompts, answers), "test": _digest(test_prompts, test_answers),
+            "settings": settings}
+
+    def build(tmp: Path) -> None:
+        from datasets import Dataset
+        from transformers import TrainerCallback
+        from trl import GRPOConfig, GRPOTrainer
+
+        model, tokenizer = get_model(model_spec)
+        counts = param_counts(model)
+        rows, last = [], {}
+
+        def evaluate(step: int, tokens: int) -> None:
+            per_prompt = pass_at_1(model, tokenizer, test_prompts, test_answers, samples=settings.eval_samples,
+                                   temperature=settings.eval_temperature,
+                                   max_new_tokens=settings.max_completion_length, seed=settings.seed + 1)
+            last["correct"] = per_prompt
+            error = 1.0 - float(per_prompt.mean())
+            rows.append({"step": step, "prompts_seen": step * settings.prompts_per_update, "tokens": tokens,
+                         "compute": 6.0 * counts["non_embedding"] * tokens,
+                         "compute_total_params": 6.0 * counts["total"] * tokens, "error": error})
+            print(f"grpo step {step}/{settings.steps}: tokens {tokens:,}, held-out error {error:.3f}", flush=True)
+
+        class Evaluate(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step % settings.eval_every == 0 or state.global_step == settings.steps:
+                    evaluate(state.global_step, int(state.num_input_tokens_seen))
+
+        evaluate(0, 0)
+        data = Dataset.from_dict({"prompt": list(prompts), "answer": [str(a) for a in answers]})
+        config = GRPOConfig(**_trainer_args(settings, tmp / "trainer"))
+        trainer = GRPOTrainer(model=model, reward_funcs=[correct_reward], args=config, train_dataset=data,
+                              processing_class=tokenizer, callbacks=[Evaluate()])
+        trainer.train()
+        model.save_pretrained(tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        curve = pd.DataFrame(rows).drop_duplicates("step", keep="last")
+        curve = curve.assign(params_non_embedding=counts["non_embedding"], params_total=counts["total"])
+        curve.to_csv(tmp / "curve.csv", index=False)
+        pd.DataFrame({"prompt": range(len(test_prompts)), "correct": last["correct"]}).to_csv(
+            tmp / "final_eval.csv", index=False)
+        pd.DataFrame(trainer.state.log_history).to_csv(tmp / "log.csv", index=False)
+        atomic_write_text(tmp / "summary.json", json.dumps({"steps": trainer.state.global_step,
+                                                            "tokens": int(trainer.state.num_input_tokens_seen)}))
+
+    return GRPORun(cache.directory("grpo", args, build))
+
+
+@dataclasses.dataclass
+class GRPORun:
+    """A cache entry of a finished GRPO run."""
+    path: Path
+
+    @property
+    def curve(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "curve.csv")
+
+    @property
+    def final(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "final_eval.csv")
+
+    @property
+    def spec(self) -> dict:
+        return {"path": str(self.path / "model")}

@@ -1,0 +1,105 @@
+"""The RL scaling analysis of Tan et al. 2025 (arXiv 2509.25300) on tidy learning curves.
+
+Input: one row per (model, evaluation) with N (parameters), the held-out error L = 1 - pass@1, and the x-axes
+compute and prompts_seen. Steps:
+- `per_size_fits`: log10 L = -k log10 X + E0 for each size and each X (the toolkit's RL_LOGLINEAR law, Huber on
+  log residuals, multi-start, bootstrap intervals), with R^2 in log space (the paper's space);
+- `k_law_comparison`: k(N) saturating (K_max N / (N + N0)) against a power law and against a line in log N, the
+  same data and loss, compared by AIC and BIC, with bootstrap intervals on K_max and N0;
+- `error_at_common_x`: each size's fitted log10 L at one X (inside every size's range when they overlap), and its
+  OLS slope on log10 N (negative: bigger models reach a lower error at equal compute or data);
+- `reuse_effect`: final error at a reuse factor minus at tau = 1, paired bootstrap over test prompts.
+Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are excluded, and counted.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from caplab.science import laws
+from caplab.science.fit_compare import compare
+from caplab.science.fitting import bootstrap, fit_law
+
+K_LAWS = (laws.K_SATURATING_K, laws.K_POWER_K, laws.K_LOG_LINEAR_K)
+
+
+def usable(curves: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Rows a log-log fit can use: X > 0 and 0 < error."""
+    return curves[(curves[x] > 0) & (curves.error > 0)].copy()
+
+
+def per_size_fits(curves: pd.DataFrame, xs=("compute", "prompts_seen"), n_boot: int = 200,
+                  seed: int = 0) -> pd.DataFrame:
+    """One row per (model, x): N, k, its interval, E0, R^2 (log space), points used and excluded."""
+    rows = []
+    for x in xs:
+        for model, group in curves.groupby("model", sort=False):
+            points = usable(group, x)
+            if len(points) < 3:
+                rows.append({"model": model, "N": group.N.iloc[0], "x": x, "points": len(points),
+                             "excluded": len(group) - len(points)})
+                continue
+            fit = fit_law(laws.RL_LOGLINEAR, points, inputs={"X": x}, target="error", starts=20, seed=seed,
+                          warn=False)
+            boot = bootstrap(fit, n=n_boot, seed=seed)
+            rows.append({"model": model, "N": group.N.iloc[0], "x": x, "k": fit.params["k"],
+                         "k_lo": boot.intervals.loc["k", "lower"], "k_hi": boot.intervals.loc["k", "upper"],
+                         "E0": fit.params["E0"], "r2": fit.r2(), "converged": fit.converged,
+                         "points": len(points), "excluded": len(group) - len(points)})
+    return pd.DataFrame(rows)
+
+
+def k_law_comparison(fits: pd.DataFrame, x: str, n_boot: int = 200, seed: int = 0):
+    """(comparison table, saturating-law bootstrap fit) for k(N) over the sizes fitted against `x`."""
+    ks = fits[(fits.x == x)].dropna(subset=["k"])
+    if len(ks) < 3:
+        raise ValueError(f"k(N) needs at least 3 sizes with a fitted k against {x}, got {len(ks)}")
+    table = compare(K_LAWS, ks, inputs={"N": "N"}, target="k", starts=30, seed=seed, delta=np.inf, warn=False)
+    saturating = fit_law(laws.K_SATURATING_K, ks, inputs={"N": "N"}, target="k", starts=30, seed=seed,
+                         delta=np.inf, warn=False)
+    return table, bootstrap(saturating, n=n_boot, seed=seed)
+
+
+def error_at_common_x(curves: pd.DataFrame, fits: pd.DataFrame, x: str) -> dict:
+    """Each size's fitted log10 error at one X, and the OLS slope of it on log10 N with a 95 % interval. X is the
+    geometric middle of the X range every size covers when they overlap (interpolation); otherwise the middle of
+    all sizes' points (then some sizes are extrapolated along their own law, and `inside_all_ranges` is False)."""
+    import statsmodels.api as sm
+
+    points = usable(curves, x)
+    ranges = points.groupby("model")[x].agg(["min", "max"])
+    lo, hi = ranges["min"].max(), ranges["max"].min()
+    inside = bool(lo < hi)
+    common = float(np.sqrt(lo * hi)) if inside else float(np.exp(np.log(points[x]).mean()))
+    rows = fits[(fits.x == x)].dropna(subset=["k"])
+    if len(rows) < 3:
+        raise ValueError(f"need at least 3 sizes with a fitted law against {x}, got {len(rows)}")
+    log_error = rows.E0 - rows.k * np.log10(common)
+    design = sm.add_constant(np.log10(rows.N.to_numpy(dtype=float)))
+    ols = sm.OLS(log_error.to_numpy(), design).fit()
+    ci = ols.conf_int(0.05)[1]
+    return {"x": x, "common_x": common, "inside_all_ranges": inside, "slope": float(ols.params[1]),
+            "lo": float(ci[0]), "hi": float(ci[1]),
+            "table": pd.DataFrame({"model": rows.model, "N": rows.N, "log10_error": log_error})}
+
+
+def reuse_effect(final: pd.DataFrame, tau: float, reference: float = 1.0, n_boot: int = 1000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Error at reuse factor `tau` minus at `reference`, paired over test prompts (and averaged over seeds):
+    `final` has one row per (tau, seed, prompt) with `correct` (the mean over the prompt's samples)."""
+    table = final.groupby(["tau", "prompt"]).correct.mean().unstack("tau")
+    if tau not in table.columns or reference not in table.columns:
+        raise ValueError(f"need final evaluations at tau = {tau} and {reference}; have {list(table.columns)}")
+    diff = (1 - table[tau]) - (1 - table[reference])
+    rng = np.random.default_rng(seed)
+    draws = [diff.to_numpy()[rng.integers(len(diff), size=len(diff))].mean() for _ in range(n_boot)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def reuse_plan(total_prompts: int, taus) -> pd.DataFrame:
+    """Pool sizes for a fixed total of prompts: unique = total / tau (at least 1)."""
+    rows = [{"tau": float(t), "unique_prompts": max(1, int(round(total_prompts / t)))} for t in taus]
+    if any(t < 1 for t in taus):
+        raise ValueError(f"reuse factors must be >= 1, got {list(taus)}")
+    return pd.DataFrame(rows)

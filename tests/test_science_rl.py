@@ -1,0 +1,95 @@
+"""RL scaling: GRPO (TRL) accounting on a tiny model, and the analysis recovering planted laws."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from caplab.science import laws, rl, rl_fits
+from caplab.substrate import chains
+from caplab.substrate.models import get_model, param_counts
+
+TINY = {"family": "llama", "d_model": 16, "n_layer": 1, "n_head": 1, "max_seq_len": 64, "seed": 0}
+
+
+def _curves(k_of_n, sizes=(1e4, 3e4, 1e5, 3e5), steps=range(10, 110, 10), noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in sizes:
+        for step in steps:
+            compute = 6 * n * 5000 * step
+            error = 10 ** (-k_of_n(n) * np.log10(compute) + 0.4 + 0.05 * np.log10(n)) * np.exp(noise * rng.normal())
+            rows.append({"model": f"N={n:g}", "N": n, "step": step, "prompts_seen": 16 * step,
+                         "compute": compute, "error": error})
+    return pd.DataFrame(rows)
+
+
+def test_per_size_fits_recover_planted_exponents():
+    k_of_n = lambda n: 0.05 * n / (n + 3e4)  # noqa: E731
+    fits = rl_fits.per_size_fits(_curves(k_of_n, noise=0.01), xs=("compute",), n_boot=50)
+    for row in fits.itertuples():
+        assert abs(row.k - k_of_n(row.N)) < 0.01
+        assert row.k_lo <= k_of_n(row.N) <= row.k_hi or abs(row.k - k_of_n(row.N)) < 0.003
+        assert row.r2 > 0.9
+
+
+def test_saturating_k_is_preferred_when_planted_and_not_when_linear_in_log_n():
+    sizes = np.geomspace(1e4, 1e7, 7)
+    saturating = pd.DataFrame({"x": "compute", "N": sizes, "k": 0.3 * sizes / (sizes + 1e5), "model": "m"})
+    table, boot = rl_fits.k_law_comparison(saturating, "compute", n_boot=50)
+    assert table.aic.idxmin() == laws.K_SATURATING_K.name
+    assert boot.intervals.loc["K_max", "lower"] <= 0.3 <= boot.intervals.loc["K_max", "upper"] * 1.001
+    log_linear = saturating.assign(k=0.02 + 0.03 * np.log10(sizes))
+    table, _ = rl_fits.k_law_comparison(log_linear, "compute", n_boot=10)
+    assert table.aic.idxmin() != laws.K_SATURATING_K.name
+
+
+def test_error_at_common_x_slope_has_the_planted_sign():
+    curves = _curves(lambda n: 0.02 + 0.02 * np.log10(n) / 5)
+    fits = rl_fits.per_size_fits(curves, xs=("prompts_seen",), n_boot=10)
+    common = rl_fits.error_at_common_x(curves, fits, "prompts_seen")
+    assert common["inside_all_ranges"] and common["hi"] < 0
+
+
+def test_reuse_effect_is_paired_over_prompts():
+    final = pd.concat([pd.DataFrame({"tau": t, "seed": 0, "prompt": range(200), "correct": c})
+                       for t, c in ((1.0, np.r_[np.ones(100), np.zeros(100)]),
+                                    (25.0, np.r_[np.ones(80), np.zeros(120)]))])
+    value, lo, hi = rl_fits.reuse_effect(final, 25.0, n_boot=300)
+    assert value == pytest.approx(0.1) and 0.05 < lo <= hi < 0.16
+    assert list(rl_fits.reuse_plan(1000, [1, 5, 25, 100]).unique_prompts) == [1000, 200, 40, 10]
+
+
+def test_grpo_counts_compute_and_data_exactly_and_is_cached():
+    with pytest.raises(ValueError, match="unknown GRPOSettings keys"):
+        rl.GRPOSettings.from_dict({"learning_rate": 1.0})
+    train = chains.problems(12, 1, modulus=3, wrap=True, seed=0)
+    test = chains.problems(6, 1, modulus=3, wrap=True, seed=1)
+    settings = {"steps": 4, "prompts_per_update": 2, "updates_per_generation": 2, "num_generations": 2,
+                "lr": 1e-3, "eval_every": 2, "max_completion_length": 8}
+    run = rl.grpo(TINY, train.prompt.tolist(), train.answer.tolist(), test.prompt.tolist(), test.answer.tolist(),
+                  settings)
+    curve = run.curve
+    n = param_counts(get_model(TINY)[0])["non_embedding"]
+    assert list(curve.step) == [0, 2, 4] and list(curve.prompts_seen) == [0, 4, 8]
+    assert np.allclose(curve.compute, 6.0 * n * curve.tokens)
+    # tokens: every rollout's prompt and completion; each prompt is at least its characters + <bos>
+    shortest = min(len(p) + 1 for p in train.prompt)
+    assert curve.tokens.iloc[-1] >= 8 * 2 * shortest and curve.tokens.is_monotonic_increasing
+    assert len(run.final) == len(test) and curve.error.between(0, 1).all()
+    again = rl.grpo(TINY, train.prompt.tolist(), train.answer.tolist(), test.prompt.tolist(), test.answer.tolist(),
+                    settings)
+    assert again.path == run.path
+
+
+def test_pass_at_1_is_seeded_and_leaves_the_rng_alone():
+    model, tok = get_model(TINY)
+    test = chains.problems(5, 1, modulus=3, wrap=True, seed=1)
+    torch.manual_seed(7)
+    expected_next = torch.rand(1)
+    torch.manual_seed(7)
+    a = rl.pass_at_1(model, tok, test.prompt.tolist(), test.answer.tolist(), samples=3, temperature=1.0,
+                     max_new_tokens=6, seed=0)
+    assert torch.rand(1) == expected_next
+    b = rl.pass_at_1(model, tok, test.prompt.tolist(), test.answer.tolist(), samples=3, temperature=1.0,
+                     max_new_tokens=6, seed=0)
+    assert a.shape == (5,) and np.array_equal(a, b)
