@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,8 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
          settings: GRPOSettings | dict, *, cache=None) -> "GRPORun":
     """GRPO from `model_spec` on a pool of prompts (sampled by TRL, reused when the run needs more than the pool).
     The run's `curve` has one row per evaluation: step, prompts_seen, tokens, compute (6 N tokens), error
-    (1 - pass@1 on the test prompts), the parameter counts; `final` has each test prompt's last pass@1."""
+    (1 - pass@1 on the test prompts), the parameter counts; `final` has each test prompt's pass@1 before training
+    (`initial`) and at the end (`correct`)."""
     settings = GRPOSettings.from_dict(settings) if isinstance(settings, dict) else settings
     if len(prompts) != len(answers) or len(test_prompts) != len(test_answers) or not prompts or not test_prompts:
         raise ValueError("need non-empty prompts with one answer each, for training and for testing")
@@ -130,6 +132,11 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
         from trl import GRPOConfig, GRPOTrainer
 
         model, tokenizer = get_model(model_spec)
+        if not model.config.name_or_path:         # TRL builds the KL reference from this path: give it one
+            model.save_pretrained(tmp / "start")
+            tokenizer.save_pretrained(tmp / "start")
+            model, tokenizer = get_model({"path": str(tmp / "start")})
+            model.train()
         counts = param_counts(model)
         rows, last = [], {}
 
@@ -137,6 +144,7 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
             per_prompt = pass_at_1(model, tokenizer, test_prompts, test_answers, samples=settings.eval_samples,
                                    temperature=settings.eval_temperature,
                                    max_new_tokens=settings.max_completion_length, seed=settings.seed + 1)
+            last.setdefault("initial", per_prompt)
             last["correct"] = per_prompt
             error = 1.0 - float(per_prompt.mean())
             rows.append({"step": step, "prompts_seen": step * settings.prompts_per_update, "tokens": tokens,
@@ -150,17 +158,22 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
                     evaluate(state.global_step, int(state.num_input_tokens_seen))
 
         evaluate(0, 0)
-        data = Dataset.from_dict({"prompt": list(prompts), "answer": [str(a) for a in answers]})
+        # TRL samples each generation batch from one pass over the dataset: a pool smaller than a generation
+        # batch (heavy reuse) is repeated whole until it fills one, so every prompt stays equally likely.
+        copies = -(-settings.prompts_per_update * settings.updates_per_generation // len(prompts))
+        data = Dataset.from_dict({"prompt": list(prompts) * copies, "answer": [str(a) for a in answers] * copies})
         config = GRPOConfig(**_trainer_args(settings, tmp / "trainer"))
         trainer = GRPOTrainer(model=model, reward_funcs=[correct_reward], args=config, train_dataset=data,
                               processing_class=tokenizer, callbacks=[Evaluate()])
         trainer.train()
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
+        shutil.rmtree(tmp / "start", ignore_errors=True)
         curve = pd.DataFrame(rows).drop_duplicates("step", keep="last")
         curve = curve.assign(params_non_embedding=counts["non_embedding"], params_total=counts["total"])
         curve.to_csv(tmp / "curve.csv", index=False)
-        pd.DataFrame({"prompt": range(len(test_prompts)), "correct": last["correct"]}).to_csv(
+        pd.DataFrame({"prompt": range(len(test_prompts)), "initial": last["initial"],
+                      "correct": last["correct"]}).to_csv(
             tmp / "final_eval.csv", index=False)
         pd.DataFrame(trainer.state.log_history).to_csv(tmp / "log.csv", index=False)
         atomic_write_text(tmp / "summary.json", json.dumps({"steps": trainer.state.global_step,

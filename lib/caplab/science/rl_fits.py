@@ -8,7 +8,9 @@ compute and prompts_seen. Steps:
   same data and loss, compared by AIC and BIC, with bootstrap intervals on K_max and N0;
 - `error_at_common_x`: each size's fitted log10 L at one X (inside every size's range when they overlap), and its
   OLS slope on log10 N (negative: bigger models reach a lower error at equal compute or data);
-- `reuse_effect`: final error at a reuse factor minus at tau = 1, paired bootstrap over test prompts.
+- `reuse_effect`: final error at a reuse factor minus at tau = 1, paired bootstrap over test prompts, and
+  `improvement`: whether RL lowered the error at all (else reuse cannot be judged);
+- `aic_margin`: how far the best k(N) law is ahead of the runner-up.
 Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are excluded, and counted.
 """
 from __future__ import annotations
@@ -95,6 +97,25 @@ def reuse_effect(final: pd.DataFrame, tau: float, reference: float = 1.0, n_boot
     draws = [diff.to_numpy()[rng.integers(len(diff), size=len(diff))].mean() for _ in range(n_boot)]
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return float(diff.mean()), float(lo), float(hi)
+
+
+def improvement(final: pd.DataFrame, tau: float, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Error before RL minus after, at reuse factor `tau`, paired bootstrap over test prompts: did RL learn at all
+    (without that, "reuse does not hurt" says nothing)."""
+    rows = final[final.tau == tau].groupby("prompt")[["initial", "correct"]].mean()
+    if rows.empty:
+        raise ValueError(f"no final evaluation at tau = {tau}")
+    gain = (rows.correct - rows.initial).to_numpy()
+    rng = np.random.default_rng(seed)
+    draws = [gain[rng.integers(len(gain), size=len(gain))].mean() for _ in range(n_boot)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return float(gain.mean()), float(lo), float(hi)
+
+
+def aic_margin(table: pd.DataFrame) -> float:
+    """AIC of the runner-up minus the best law's: below about 2 the laws are not told apart."""
+    aic = np.sort(table.aic.to_numpy())
+    return float(aic[1] - aic[0]) if len(aic) > 1 else float("inf")
 
 
 def reuse_plan(total_prompts: int, taus) -> pd.DataFrame:
