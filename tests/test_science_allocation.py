@@ -28,7 +28,7 @@ def _planted(acc: dict, n: int = 400, seed: int = 0) -> pd.DataFrame:
     for (budget, share), p in acc.items():
         correct = rng.random(n) < p
         rows.append(pd.DataFrame({"question": range(n), "correct": correct, "formatted": share > 0 or p > 0.5,
-                                  "ratio": 1.0, "budget": budget, "share": share}))
+                                  "ratio": 1.0, "budget": budget, "share": share, "n_sft": 0, "n_pft": 0}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -53,6 +53,16 @@ def test_claim_evidence_sees_when_sft_alone_wins_everywhere():
 
 def test_best_share_per_budget():
     table = allocation.accuracy_table(_planted({(100, 0.0): 0.1, (100, 1.0): 0.6, (300, 0.5): 0.8,
-                                                (300, 1.0): 0.2}).assign(n_sft=0, n_pft=0))
+                                                (300, 1.0): 0.2}))
     best = allocation.best_share(table).set_index("budget").share
     assert best[100] == 1.0 and best[300] == 0.5
+
+
+def test_chance_guard_sees_arms_at_chance():
+    assert allocation.majority_baseline(["1", "1", "2", "3"]) == 0.5
+    at_chance = _planted({(100, 0.0): 0.1, (100, 0.5): 0.1, (100, 1.0): 0.12, (3000, 0.0): 0.0, (3000, 0.1): 0.3,
+                          (3000, 1.0): 0.6})
+    ev = allocation.claim_evidence(at_chance, n_boot=50, chance=0.1)
+    assert ev["small_budgets_learned"][0] < 0
+    learned = _planted({(100, 0.0): 0.1, (100, 1.0): 0.5, (3000, 0.0): 0.0, (3000, 0.1): 0.3, (3000, 1.0): 0.6})
+    assert allocation.claim_evidence(learned, n_boot=50, chance=0.1)["small_budgets_learned"][0] > 0.2

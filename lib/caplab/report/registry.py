@@ -87,8 +87,10 @@ RULES: dict[str, Rule] = {
     # (the lower end of the paired interval of the gain in pass@1 above 0).
     "rl_scaling.reuse_ok": Requires("reuse_tau1_gain_lower", 1e-9, Below("reuse_error_tau25_minus_tau1", 0.05)),
     # Budget (equal cost): accuracy differences over the same test questions, paired bootstrap intervals.
-    # SFT alone minus the best other share, at every budget below 1,000 (the smallest difference).
-    "budget.sft_wins_small": Above("sft_only_minus_best_mix_small", 0.0),
+    # SFT alone minus the best other share, at every budget below 1,000 (the smallest difference); judged only
+    # if some allocation at those budgets beats chance (the majority answer) by its whole Wilson interval:
+    # comparing arms that all sit at chance says nothing about allocation (inconclusive).
+    "budget.sft_wins_small": Requires("small_budgets_learned", 1e-9, Above("sft_only_minus_best_mix_small", 0.0)),
     # At the largest budget: the best share strictly between 0 and 1 minus SFT alone.
     "budget.mix_wins_large": Above("best_mix_minus_sft_only_large", 0.0),
     # At the largest budget: DPO on the base gives answers in the format less than half the time, and is less

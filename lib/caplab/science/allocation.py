@@ -96,8 +96,22 @@ def _best(shares):
     return pick
 
 
+def majority_baseline(answers) -> float:
+    """Accuracy of always giving the most common test answer: the chance level a model must beat."""
+    return float(pd.Series(list(answers)).value_counts(normalize=True).iloc[0])
+
+
+def learned_margin(long: pd.DataFrame, budgets, chance: float, ratio: float = 1.0) -> tuple[float, float, float]:
+    """Over the given budgets and every share, the best Wilson 95 % lower bound of accuracy minus `chance`
+    (positive: some allocation measurably learned the task there), as (value, lo, hi) of the best arm."""
+    table = accuracy_table(long[(long.ratio == ratio) & long.budget.isin(list(budgets))])
+    best = table.loc[table.lo.idxmax()]
+    return float(best.lo - chance), float(best.lo - chance), float(best.hi - chance)
+
+
 def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: float = 0.1, ratio: float = 1.0,
-                   n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+                   n_boot: int = 1000, seed: int = 0, chance: float | None = None
+                   ) -> dict[str, tuple[float, float, float]]:
     """Numbers the claims are judged on, at the equal-cost ratio, each (value, lo, hi):
     - sft_only_minus_best_mix_small: at every budget below `small_budget`, accuracy of SFT alone (share 1) minus
       the best other share; the smallest of these differences (SFT must win at each small budget);
@@ -105,7 +119,8 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
     - cold_start_minus_small_sft: at the largest budget, share 0 (DPO on the base) minus the best share in
       (0, small_share];
     - cold_start_format_rate: at the largest budget, share 0's rate of answers in the "#### answer" format;
-    - small_sft_gain: the negative of cold_start_minus_small_sft (the gain from at most `small_share` SFT)."""
+    - small_sft_gain: the negative of cold_start_minus_small_sft (the gain from at most `small_share` SFT);
+    - small_budgets_learned (with `chance`): the best lower accuracy bound at the small budgets minus chance."""
     out: dict[str, tuple[float, float, float]] = {}
     budgets = sorted(long[long.ratio == ratio].budget.unique())
     small = [b for b in budgets if b < small_budget]
@@ -113,6 +128,8 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
         diffs = [_paired(_matrix(long, ratio, b), lambda m: m[1.0], _best(lambda s: s < 1.0), n_boot, seed)
                  for b in small]
         out["sft_only_minus_best_mix_small"] = min(diffs, key=lambda d: d[0])
+        if chance is not None:
+            out["small_budgets_learned"] = learned_margin(long, small, chance, ratio)
     large = _matrix(long, ratio, budgets[-1])
     mixed = [s for s in large.columns if 0 < s < 1]
     if mixed and 1.0 in large.columns:
