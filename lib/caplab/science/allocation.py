@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from caplab.science.resampling import bootstrap_interval
+
 
 def counts(budget: int, share: float, ratio: float) -> tuple[int, int]:
     """(N_SFT, N_PFT) for a budget, an SFT share and a cost ratio c_PFT / c_SFT."""
@@ -140,8 +142,7 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
         out["cold_start_minus_small_sft"] = gap
         out["small_sft_gain"] = (-gap[0], -gap[2], -gap[1])
         formatted = _matrix(long, ratio, budgets[-1], "formatted")[0.0]
-        out["cold_start_format_rate"] = _paired(formatted.to_frame(), lambda m: m[0.0], lambda m: m[0.0] * 0,
-                                                n_boot, seed)
+        out["cold_start_format_rate"] = bootstrap_interval(formatted, n=n_boot, rng=np.random.default_rng(seed))
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from caplab.substrate.cache import atomic_write_text, default_cache
-from caplab.substrate.models import get_model
+from caplab.substrate.models import get_model, strict_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +51,7 @@ class _Settings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {allowed}")
-        return cls(**values)
+        return strict_from_dict(cls, values)
 
     def steps(self, n_rows: int) -> int:
         """Optimizer steps for `n_rows` examples: `epochs` passes, at least `min_steps`."""

@@ -29,7 +29,8 @@ import torch
 from caplab.science.posttrain import _digest
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.chains import correct_reward, is_correct
-from caplab.substrate.models import get_model, param_counts
+from caplab.substrate.evaluate import generate_texts
+from caplab.substrate.models import get_model, param_counts, strict_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,39 +65,22 @@ class GRPOSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GRPOSettings":
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown GRPOSettings keys {unknown}; allowed: {allowed}")
-        return cls(**values)
+        return strict_from_dict(cls, values)
 
 
-@torch.no_grad()
 def pass_at_1(model, tokenizer, prompts: list[str], answers: list[str], *, samples: int, temperature: float,
               max_new_tokens: int, seed: int, batch_size: int = 256) -> np.ndarray:
     """Per prompt, the mean correctness of `samples` sampled completions (seeded; the global RNG state is
     restored afterwards, so evaluating does not change the training run)."""
     was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    correct = []
     items = [(p, a) for _ in range(samples) for p, a in zip(prompts, answers)]
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        encoded = [tokenizer(p).input_ids for p, _ in chunk]
-        width = max(len(e) for e in encoded)
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
-                             top_p=1.0, max_new_tokens=max_new_tokens, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-        correct += [is_correct(t, a) for t, (_, a) in zip(texts, chunk)]
+    texts = generate_texts(model, tokenizer, [p for p, _ in items], max_new_tokens, batch_size, do_sample=True,
+                           temperature=temperature, top_k=0, top_p=1.0)
     torch.random.set_rng_state(state)
     model.train(was_training)
+    correct = [is_correct(t, a) for t, (_, a) in zip(texts, items)]
     return np.asarray(correct, dtype=float).reshape(samples, len(prompts)).mean(0)
 
 

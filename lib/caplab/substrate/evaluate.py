@@ -123,6 +123,28 @@ def score_multiple_choice(model, tokenizer, questions: pd.DataFrame, batch_size:
 
 
 @torch.no_grad()
+def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64,
+                   **sampling) -> list[str]:
+    """Completions of `prompts` (batched, left-padded), cut at `<eos>`, decoded without special tokens.
+    `sampling`: `model.generate` options, e.g. do_sample=True, temperature=0.7 (default: greedy)."""
+    model.eval()
+    device, eos = _device(model), tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    sampling = {"do_sample": False, **sampling}
+    texts = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = [tokenizer(p).input_ids for p in prompts[start:start + batch_size]]
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             pad_token_id=pad, eos_token_id=eos, **sampling)
+        for row in out[:, width:].tolist():
+            row = row[:row.index(eos)] if eos in row else row
+            texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
 def greedy_exact_match(model, tokenizer, prompts: list[str], answers: list[str], max_new_tokens: int | None = None,
                        batch_size: int = 64, stop: str | None = "\n") -> pd.DataFrame:
     """Greedy generations (batched, left-padded) cut at `<eos>` and at `stop`, compared to `answers` (stripped)."""
@@ -130,21 +152,8 @@ def greedy_exact_match(model, tokenizer, prompts: list[str], answers: list[str],
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
     if max_new_tokens is None:
         max_new_tokens = max(len(tokenizer(a, add_special_tokens=False).input_ids) for a in answers) + 2
-    model.eval()
-    device, eos = _device(model), tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    generations = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = [tokenizer(p).input_ids for p in prompts[start:start + batch_size]]
-        width = max(len(e) for e in encoded)
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos)
-        for row in out[:, width:].tolist():
-            row = row[:row.index(eos)] if eos in row else row
-            text = tokenizer.decode(row, skip_special_tokens=True)
-            generations.append(text.split(stop)[0] if stop else text)
+    generations = [text.split(stop)[0] if stop else text
+                   for text in generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size)]
     return pd.DataFrame({"prompt": prompts, "answer": answers, "generation": generations,
                          "correct": [g.strip() == a.strip() for g, a in zip(generations, answers)]})
 

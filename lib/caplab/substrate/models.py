@@ -88,7 +88,7 @@ def tiny_model(spec: TinySpec | dict | str = "1M", tokenizer=None):
     if isinstance(spec, str):
         spec = TinySpec(size=spec)
     elif isinstance(spec, dict):
-        spec = _from_dict(TinySpec, spec)
+        spec = strict_from_dict(TinySpec, spec)
     if tokenizer is None:
         alphabet = {"alphabet": spec.alphabet} if spec.alphabet is not None else {}
         tokenizer = char_tokenizer(model_max_length=spec.max_seq_len, **alphabet)
@@ -99,7 +99,8 @@ def tiny_model(spec: TinySpec | dict | str = "1M", tokenizer=None):
     return model, tokenizer
 
 
-def _from_dict(cls, values: dict):
+def strict_from_dict(cls, values: dict):
+    """`cls(**values)` for a dataclass, rejecting unknown keys with the allowed ones named (before any work)."""
     allowed = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(allowed))
     if unknown:
@@ -203,4 +204,4 @@ def get_model(spec: dict[str, Any]):
         if set(spec) - {"device", "dtype"}:
             raise ValueError(f"unknown keys {sorted(set(spec) - {'device', 'dtype'})} for a local model")
         return load_local(path, **spec)
-    return tiny_model(_from_dict(TinySpec, spec))
+    return tiny_model(strict_from_dict(TinySpec, spec))

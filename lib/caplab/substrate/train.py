@@ -28,7 +28,7 @@ import torch
 from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
 
 from caplab.substrate.data import TokenDataset
-from caplab.substrate.models import get_model, load_local, param_counts
+from caplab.substrate.models import get_model, load_local, param_counts, strict_from_dict
 
 PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
 Callback = Callable[[torch.nn.Module, dict], "dict | None"]
@@ -73,11 +73,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; allowed: {allowed}")
-        return cls(**values)
+        return strict_from_dict(cls, values)
 
 
 @dataclasses.dataclass
