@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caplab.science import laws
-from caplab.science.fit_compare import compare_grouped, pooled_r2
+from caplab.stats import laws
+from caplab.stats.fit_compare import compare_grouped, pooled_r2
 from caplab.science.perturbation_scan import basins, degradation_trend
 from caplab.substrate.family import build_family
 

@@ -17,7 +17,7 @@ def _logprob(spec, prompts, completions):
 
 
 def test_settings_reject_unknown_keys_and_count_steps():
-    with pytest.raises(ValueError, match="unknown SFTSettings keys"):
+    with pytest.raises(ValueError, match="unknown key .learning_rate. of SFTSettings"):
         posttrain.SFTSettings.from_dict({"learning_rate": 1e-3})
     assert posttrain.SFTSettings(batch_size=16).steps(100) == 13            # 2 epochs (the paper's default)
     assert posttrain.DPOSettings(min_steps=50).steps(10) == 50

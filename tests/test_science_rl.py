@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from caplab.science import laws, rl, rl_fits
+from caplab.papers import rl_scaling as rl_fits
+from caplab.science import rl
+from caplab.stats import laws
 from caplab.substrate import chains
 from caplab.substrate.models import get_model, param_counts
 
@@ -61,7 +63,7 @@ def test_reuse_effect_is_paired_over_prompts():
 
 
 def test_grpo_counts_compute_and_data_exactly_and_is_cached():
-    with pytest.raises(ValueError, match="unknown GRPOSettings keys"):
+    with pytest.raises(ValueError, match="unknown key.*of GRPOSettings"):
         rl.GRPOSettings.from_dict({"learning_rate": 1.0})
     train = chains.problems(12, 1, modulus=3, wrap=True, seed=0)
     test = chains.problems(6, 1, modulus=3, wrap=True, seed=1)

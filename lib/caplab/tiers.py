@@ -1,15 +1,18 @@
-"""Tiers: one YAML parameter file per notebook per tier, validated against the notebook's `parameters` cell.
+"""Tiers: one YAML parameter file per notebook per tier, built into the paper's typed parameter set.
 
     notebooks/<paper>.ipynb
     notebooks/params/<paper>/{smoke,cpu,gpu}.yaml
+    caplab.papers.<paper>.Params
 
-Validation happens before anything executes: an unknown key, a value of the wrong type, or a missing file is an
-error naming the notebook, the key and the allowed keys. The `tier` parameter is set by the runner, not by the file.
+Validation happens before anything executes: the file must set every parameter, and an unknown, missing or
+mistyped key at any depth is an error naming the file, the dotted path and the allowed keys (`caplab.params`).
+The `tier` parameter is set by the runner, not by the file. A notebook without a `caplab.papers` module (the test
+fixtures) is checked against its `parameters` cell, top level only.
 """
 from __future__ import annotations
 
 import ast
-
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import nbformat
 import papermill
 import yaml
 
+from caplab.params import ParameterError, build, load_yaml  # noqa: F401  (ParameterError is re-exported)
 from caplab.report.registry import TIERS
 
 RESERVED = ("tier",)          # parameters the runner injects itself
@@ -29,8 +33,6 @@ _ACCEPTS: dict[str, tuple[type, ...]] = {
 }
 
 
-class ParameterError(ValueError):
-    """A parameter file that does not fit its notebook; raised before any execution."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Plan:
     path: Path
     params_file: Path
     params: dict[str, Any]
+    typed: Any = None              # the paper's Params, where it has a module in caplab.papers
 
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
@@ -111,10 +114,21 @@ def load_params(path: Path, notebook: str) -> dict[str, Any]:
     if not path.exists():
         raise ParameterError(f"{notebook}: no parameter file for this tier: {path} is missing")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ParameterError(f"{notebook}: {path} is not valid YAML: {exc}") from exc
     return {} if data is None else data
+
+
+def paper_params(notebook: str):
+    """The `Params` dataclass of `caplab.papers.<notebook>`, or None where the notebook has no paper module."""
+    try:
+        module = importlib.import_module(f"caplab.papers.{notebook}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"caplab.papers.{notebook}":
+            raise
+        return None
+    return getattr(module, "Params", None)
 
 
 def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
@@ -126,8 +140,25 @@ def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
         available = sorted(p.stem for p in notebooks.glob("*.ipynb"))
         raise ParameterError(f"no notebook {path}; available: {', '.join(available) or 'none'}")
     pfile = params_file(notebooks, notebook, tier)
-    params = validate(path, load_params(pfile, notebook), source=str(pfile))
-    return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
+    cls = paper_params(notebook)
+    data = load_params(pfile, notebook)
+    if cls is None:
+        params = validate(path, data, source=str(pfile))
+        return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
+    if not isinstance(data, dict) or not data:
+        data = None if not data else data                  # build() names the problem
+    elif any(key in data for key in RESERVED):
+        raise ParameterError(f"{_shown(pfile)}: sets {[k for k in RESERVED if k in data]}, which the runner sets")
+    typed = build(cls, data if not isinstance(data, dict) else {**data, "tier": tier}, source=_shown(pfile))
+    return Plan(notebook, tier, path, pfile, {**data, "tier": tier}, typed)
+
+
+def _shown(path: Path) -> str:
+    """A parameter file's path as a message shows it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def available_notebooks(notebooks: Path) -> list[str]:

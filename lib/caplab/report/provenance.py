@@ -1,6 +1,7 @@
 """Provenance: what a result was computed from and on (code version, packages, machine, seeds, parameters, times)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib.metadata
 import os
@@ -62,18 +63,20 @@ def gpu_model() -> str | None:
     return None
 
 
-def seeds_of(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that are seeds (named `seed`, `seeds`, `*_seed`, `*_seeds`)."""
-    return {k: v for k, v in params.items() if k == "seed" or k == "seeds" or k.endswith(("_seed", "_seeds"))}
+def seeds_of(params) -> dict[str, Any]:
+    """Every seed at any depth (keys named `seed`, `seeds`, `*_seed`, `*_seeds`), by dotted path."""
+    from caplab.params import seeds
+    return seeds(params)
 
 
-def collect(*, notebook: str, tier: str, params: dict[str, Any], started: str, ended: str | None,
+def collect(*, notebook: str, tier: str, params, started: str, ended: str | None,
             wall_s: float | None) -> dict[str, Any]:
+    from caplab.params import as_dict
     from caplab.paths import repo_root
     return {
         "notebook": notebook,
         "tier": tier,
-        "params": params,
+        "params": as_dict(params) if dataclasses.is_dataclass(params) else params,
         "seeds": seeds_of(params),
         "git": git_state(repo_root()),
         "packages": package_versions(),

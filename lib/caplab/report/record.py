@@ -1,6 +1,7 @@
 """What a notebook hands to the report: evidence (named metrics), figures, tidy tables, then the verdicts.
 
-    report = Report("kappa", tier=tier, params={"seeds": seeds, ...})
+    params = from_namespace(kappa.Params, globals())     # the notebook's parameters, checked at any depth
+    report = Report("kappa", params=params)
     report.record("forgetting_low_minus_full", diff, lo=ci[0], hi=ci[1], figure="forgetting")
     report.figure(fig, "forgetting")
     report.finish()            # applies every claim's rule; writes claims.json, metrics.json, provenance.json
@@ -10,6 +11,7 @@ to `results/<notebook>/lab/`, which the scorecard ignores.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,15 +46,21 @@ def write_json(path: Path, data: Any) -> None:
 class Report:
     """Collects one notebook run's evidence and turns it into verdicts by the registry's rules."""
 
-    def __init__(self, notebook: str, *, tier: str, params: dict[str, Any] | None = None,
+    def __init__(self, notebook: str, *, params=None, tier: str | None = None,
                  output_dir: str | os.PathLike | None = None):
+        """`params`: the paper's parameter set (a `caplab.papers.<paper>.Params`, whose `tier` is the run's), or a
+        plain dict with `tier` given (fixtures and tests)."""
+        if dataclasses.is_dataclass(params):
+            if tier is not None and tier != params.tier:
+                raise ValueError(f"tier {tier!r} differs from the parameters' tier {params.tier!r}")
+            tier = params.tier
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}; allowed: {TIERS}")
         self.claims = claims_for_notebook(notebook)
         if not self.claims:
             raise ValueError(f"no claims registered for notebook {notebook!r}")
         self.notebook, self.tier = notebook, tier
-        self.params = dict(params or {})
+        self.params = params if dataclasses.is_dataclass(params) else dict(params or {})
         env = os.environ.get(OUTPUT_ENV)
         self.dir = Path(output_dir or env or results_dir() / notebook / "lab")
         self.under_runner = bool(env) and output_dir is None

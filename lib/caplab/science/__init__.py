@@ -1,1 +1,2 @@
-"""One module per mechanism the papers share: fitting laws, attention swap, perturbations, kappa selection, distillation, post-training."""
+"""Mechanisms the papers share: attention swap, perturbations and their scans, kappa selection, forgetting,
+distillation, post-training (SFT, DPO) and RL (GRPO)."""

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from caplab.science import laws
-from caplab.science.fitting import bootstrap, fit_law
+from caplab.stats import laws
+from caplab.stats.fitting import bootstrap, fit_law
 from caplab.substrate.models import get_model
 from caplab.substrate.train import train_cached
 
@@ -139,6 +139,12 @@ def _vertex(x, y):
     return q0, q1, q2, (-q1 / (2 * q2) if q2 != 0 else np.nan)
 
 
+def readable(interior: bool, at_edge: bool) -> bool:
+    """The one definition of an optimum that can be read: the best observed teacher is neither the smallest nor
+    the largest (`interior`), and the fitted vertex lies inside the grid on a convex fit (not `at_edge`)."""
+    return bool(interior and not at_edge)
+
+
 def optimal_teacher(frame: pd.DataFrame, teacher_col: str = "teacher_params", loss_col: str = "loss",
                     n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """T* for ONE student from rows (teacher size, student loss), several seeds per teacher allowed.
@@ -178,7 +184,8 @@ def optimal_teacher(frame: pd.DataFrame, teacher_col: str = "teacher_params", lo
     return {"t_star": float(np.exp(x_star)) if convex else np.nan, "log_t_star": float(x_star) if convex else np.nan,
             "lower": float(lower), "upper": float(upper), "q0": float(q0), "q1": float(q1), "q2": float(q2),
             "convex": convex, "at_edge": bool(at_edge), "interior": best not in (grid[0], grid[-1]),
-            "readable": not at_edge, "observed_best": best, "grid_min": float(grid[0]), "grid_max": float(grid[-1]),
+            "readable": readable(best not in (grid[0], grid[-1]), at_edge), "observed_best": best,
+            "grid_min": float(grid[0]), "grid_max": float(grid[-1]),
             "n_teachers": len(grid), "n_rows": len(x), "n_boot": n_boot, "n_boot_convex": len(stars),
             "n_boot_degenerate": degenerate, "boot_seed": seed, "level": level}
 
@@ -201,10 +208,11 @@ def capacity_gap_law(optima: pd.DataFrame, n_boot: int = 1000, seed: int = 0, *,
     With few students (the CPU tier has 3-4) the bootstrap resamples repeat the same few points, so the interval on
     r is wide and coarse, and the linear law (2 parameters) is barely constrained: read r's interval, not a line."""
     _check(optima, [student_col, t_star_col], "capacity_gap_law")
-    keep = np.ones(len(optima), dtype=bool)
-    for flag, want in (("interior", True), ("at_edge", False)):
-        if flag in optima.columns:
-            keep &= optima[flag].astype(bool).to_numpy() == want
+    if "readable" in optima.columns:
+        keep = optima.readable.astype(bool).to_numpy()
+    else:
+        keep = np.array([readable(bool(i), bool(e)) for i, e in zip(optima.get("interior", [True] * len(optima)),
+                                                                     optima.get("at_edge", [False] * len(optima)))])
     used = optima[keep]
     if len(used) < 2:
         raise ValueError(f"capacity_gap_law: need at least 2 students with a readable interior optimum, got "

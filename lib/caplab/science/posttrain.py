@@ -21,12 +21,21 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 
+from caplab.params import Fields, Lazy
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.models import get_model, strict_from_dict
+
+
+def _lora_fields():
+    import peft
+    return Fields(peft.LoraConfig, partial=True, construct=False, name="peft.LoraConfig")
+
+
+LORA = Lazy(_lora_fields)     # the keys of peft.LoraConfig, checked only where a tier uses LoRA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +48,7 @@ class _Settings:
     min_steps: int = 0                   # at least this many optimizer steps (small budgets on tiny models)
     max_length: int = 256
     seed: int = 0
-    lora: dict | None = None             # peft.LoraConfig keys, e.g. {"r": 32, "lora_alpha": 32, ...}
+    lora: Annotated[dict, LORA] | None = None   # peft.LoraConfig keys, e.g. {"r": 32, "lora_alpha": 32, ...}
     device: str = "auto"                 # "auto": the GPU when there is one
 
     def __post_init__(self):

@@ -36,12 +36,12 @@ _ARGS = "args.json"
 
 # The layers whose code decides what an expensive step computes; the report layer, the runner and the CLI only
 # present results, so editing them does not invalidate trained models.
-_COMPUTING_LAYERS = ("substrate", "science")
+_COMPUTING_LAYERS = ("substrate", "science", "stats")
 
 
 @functools.lru_cache(maxsize=1)
 def source_version() -> str:
-    """Hash of every Python source file of the computing layers (`caplab.substrate`, `caplab.science`): a change
+    """Hash of every Python source file of the computing layers (`caplab.substrate`, `caplab.science`, `caplab.stats`): a change
     there recomputes every cached step."""
     digest = hashlib.sha256()
     for path in sorted(p for layer in _COMPUTING_LAYERS for p in (_PACKAGE_ROOT / layer).rglob("*.py")):

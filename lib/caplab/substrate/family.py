@@ -267,3 +267,19 @@ def build_family(spec: dict, corpus: TokenDataset | None, config: dict, checkpoi
                          "target_tokens": tokens, "tokens": tokens, "step": int(revision[4:]), "flops": 6.0 * n * tokens,
                          "path": None, "pretrained": model_id, "revision": revision})
     return pd.DataFrame(rows)
+
+
+# -- the specs' schemas, checked by `caplab validate` before anything runs (caplab.params) -----------------------
+def _schemas():
+    from caplab.params import Fields, Kinds, Signature
+
+    tiny = Signature(log_spaced_shapes, name="tiny family", extra={"max_seq_len": int, "seed": int})
+    hub = Fields({"models": list[str], "revisions": list[str], "tokens_per_step": int,
+                  "params_non_embedding": list[int]}, name="hub family", partial=False,
+                 required=("models", "revisions", "tokens_per_step", "params_non_embedding"))
+    return Kinds({"tiny": tiny, "hub": hub}, name="family spec"), Signature(log_spaced_tokens, name="checkpoints")
+
+
+FAMILY, CHECKPOINTS = _schemas()
+"""Schemas of a family spec (`build_family`) and of its checkpoints (`log_spaced_tokens`'s arguments; `{}` for a
+hub family)."""

@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig,
-                          LlamaForCausalLM)
 
 from caplab.substrate.tokenizer import char_tokenizer
 
@@ -72,6 +70,8 @@ class TinySpec:
 
 
 def _config(spec: TinySpec, tokenizer):
+    from transformers import GPTNeoXConfig, LlamaConfig   # here, not at import: checking parameters needs no model
+
     d, n_layer, n_head = spec.shape()
     common = dict(vocab_size=len(tokenizer), hidden_size=d, num_hidden_layers=n_layer, num_attention_heads=n_head,
                   max_position_embeddings=spec.max_seq_len, bos_token_id=tokenizer.bos_token_id,
@@ -93,6 +93,7 @@ def tiny_model(spec: TinySpec | dict | str = "1M", tokenizer=None):
         alphabet = {"alphabet": spec.alphabet} if spec.alphabet is not None else {}
         tokenizer = char_tokenizer(model_max_length=spec.max_seq_len, **alphabet)
     torch.manual_seed(spec.seed)
+    from transformers import GPTNeoXForCausalLM, LlamaForCausalLM
     model_cls = GPTNeoXForCausalLM if spec.family == "gpt_neox" else LlamaForCausalLM
     model = model_cls(_config(spec, tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -100,12 +101,10 @@ def tiny_model(spec: TinySpec | dict | str = "1M", tokenizer=None):
 
 
 def strict_from_dict(cls, values: dict):
-    """`cls(**values)` for a dataclass, rejecting unknown keys with the allowed ones named (before any work)."""
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; allowed: {allowed}")
-    return cls(**values)
+    """`cls(**values)` for a dataclass, rejecting unknown keys and wrong types with the allowed ones named (before
+    any work): `caplab.params.strict`, the project's one strict-keys helper."""
+    from caplab.params import strict
+    return strict(cls, values)
 
 
 # -- parameter counts ---------------------------------------------------------------------------------------
@@ -149,6 +148,7 @@ def load_pretrained(model_id: str, revision: str = "main", *, trust_remote_code:
                     dtype: str | torch.dtype | None = None, device: str | None = None, **model_kwargs):
     """A causal LM and its tokenizer from the hub cache (`revision`: branch, tag such as "step3000", or sha)."""
     from huggingface_hub import try_to_load_from_cache
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache = hub_cache_dir()
     offline = _offline()
@@ -174,6 +174,7 @@ def load_local(path: str | os.PathLike, *, device: str | None = None, dtype=None
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no saved model (config.json) in {path}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
     return _finish(model, tokenizer, device)
@@ -205,3 +206,20 @@ def get_model(spec: dict[str, Any]):
             raise ValueError(f"unknown keys {sorted(set(spec) - {'device', 'dtype'})} for a local model")
         return load_local(path, **spec)
     return tiny_model(strict_from_dict(TinySpec, spec))
+
+
+# -- the spec's schema, checked by `caplab validate` before anything runs (caplab.params) -----------------------
+def _schema():
+    from caplab.params import Either, Fields
+
+    pretrained = Fields({"pretrained": str, "revision": str | None, "trust_remote_code": bool, "dtype": str | None,
+                         "device": str | None}, name="pretrained model", required=("pretrained",), partial=False)
+    local = Fields({"path": str, "device": str | None, "dtype": str | None}, name="local model", required=("path",),
+                   partial=False)
+    return Either((lambda v: isinstance(v, dict) and "pretrained" in v, pretrained),
+                  (lambda v: isinstance(v, dict) and "path" in v, local),
+                  (lambda v: True, Fields(TinySpec, partial=True)), name="model spec")
+
+
+MODEL = _schema()
+"""Schema of a model spec (`get_model`): `Annotated[dict, MODEL]` in a paper's parameters."""

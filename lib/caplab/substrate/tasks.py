@@ -209,3 +209,43 @@ def load_questions(spec: dict[str, Any]) -> "pd.DataFrame":
             "choices": [[f" {c}" for c in cs] for cs in rows[args.get("choices_field", "choices")]],
             "answer": [int(a) for a in rows[args.get("answer_field", "answer")]]}))
     return pd.concat(frames, ignore_index=True)
+
+
+# -- the specs' schemas, checked by `caplab validate` before anything runs (caplab.params) ----------------------
+def _schemas():
+    from caplab.params import Fields, Kinds, Signature
+
+    load = {"path": str, "name": str | None, "split": str, "revision": str | None, "data_files": Any}
+    hf_text = Fields({**load, "field": str, "max_rows": int, "min_chars": int}, name="hf_text",
+                     required=("path", "split"), partial=False)
+    hf_pairs = Fields({**load, "prompt_field": str, "completion_field": str, "prompt_template": str,
+                       "completion_template": str, "max_rows": int}, name="hf_pairs",
+                      required=("path", "split", "prompt_field", "completion_field"), partial=False)
+    synthetic = {"zipf_language": Signature(data.zipf_language), "facts": Signature(data.facts),
+                 "fact_questions": Signature(data.facts, name="fact_questions"),
+                 "arithmetic": Signature(data.arithmetic), "chain_facts": Signature(chains.fact_corpus),
+                 "chain_problems": Signature(chains.problems, exclude=("exclude",))}
+    task = Kinds({}, name="task spec")
+    mixture = Fields({"parts": list[Annotated[dict, task]], "seed": int}, name="mixture", required=("parts",),
+                     partial=False)
+    task.kinds.update({**synthetic, "hf_text": hf_text, "hf_pairs": hf_pairs, "mixture": mixture})
+    preferences = Kinds({
+        "chain_preferences": Signature(chains.preferences, exclude=("exclude",)),
+        "hf_preferences": Fields({**load, "prompt_field": str, "chosen_field": str, "rejected_field": str,
+                                  "prompt_template": str, "max_rows": int}, name="hf_preferences",
+                                 required=("path", "split"), partial=False)}, name="preference spec")
+    questions = Kinds({
+        "fact_questions_mc": Signature(data.facts, name="fact_questions_mc",
+                                       extra={"tail": int, "n_choices": int, "distractors": str}),
+        "hf_multiple_choice": Fields({"path": str, "names": list[str] | None, "split": str, "revision": str | None,
+                                      "data_files": Any, "question_field": str, "choices_field": str,
+                                      "answer_field": str}, name="hf_multiple_choice", required=("path", "split"),
+                                     partial=False)}, name="question spec")
+    return task, preferences, questions
+
+
+from typing import Annotated  # noqa: E402
+
+TASK, PREFERENCES, QUESTIONS = _schemas()
+"""Schemas of a task spec (`load_task`), a preference spec (`load_preferences`) and a question spec
+(`load_questions`): `Annotated[dict, TASK]` in a paper's parameters."""

@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 import pandas as pd
 import torch
-from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
 
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.models import get_model, load_local, param_counts, strict_from_dict
@@ -128,6 +127,10 @@ class DataOrder:
 
 
 def _optimizer(model, config: TrainConfig, total_steps: int, fused: bool):
+    # transformers' schedules, imported here: their module pulls in the Trainer's stack, which checking
+    # parameters (caplab validate) does not need
+    from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
+
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -335,3 +338,15 @@ def prepare_base(spec: dict, corpus: TokenDataset, pretrain: dict, *, cache=None
         raise ValueError(f"the tiny base {spec} needs a pretrain config (TrainConfig keys)")
     run = train_cached(spec, corpus, TrainConfig.from_dict(pretrain), cache=cache, step="pretrain")
     return {"path": str(run.path / "model")}
+
+
+# -- the settings' schema, checked by `caplab validate` before anything runs (caplab.params) --------------------
+def _schema():
+    from caplab.params import Fields
+    # overrides of TrainConfig's defaults; not built here, since the caller adds what it decides itself
+    # (a family's token budget, a fine-tune's learning rate)
+    return Fields(TrainConfig, partial=True, construct=False, name="TrainConfig")
+
+
+TRAIN = _schema()
+"""Schema of a TrainConfig dict (a subset of its fields, each of its type): `Annotated[dict, TRAIN]`."""

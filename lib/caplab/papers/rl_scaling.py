@@ -15,14 +15,42 @@ Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are exclud
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
-from caplab.science import laws
-from caplab.science.fit_compare import compare
-from caplab.science.fitting import bootstrap, fit_law
+from caplab.papers import _types as T
+from caplab.params import Tier
+from caplab.science import rl
+from caplab.stats import laws
+from caplab.stats.fit_compare import compare
+from caplab.stats.fitting import bootstrap, fit_law
 
 K_LAWS = (laws.K_SATURATING_K, laws.K_POWER_K, laws.K_LOG_LINEAR_K)
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """rl_scaling's parameters (the notebook's `parameters` cell; its defaults are the cpu tier's values). The
+    paper's GRPO settings (Tan et al. 2025, code: 8 rollouts, 512 prompts per generation as 4 updates of 128,
+    lr 1e-6, KL 0.001, clip 0.2) are GRPOSettings' defaults; `grpo` overrides them per tier."""
+    models: list[T.Model]            # the sizes: tiny shapes pre-trained here, or `pretrained` ids
+    corpus_task: T.OptionalTask      # pre-training text (single-step facts); {} for pretrained models
+    block_size: T.Count
+    pretrain: T.OptionalTrain        # TrainConfig of the pre-training; {} for pretrained models
+    warm_task: T.OptionalTask        # SFT examples that teach the answer format before RL; {} for none
+    warm_sft: T.SFT                  # SFTSettings of that warm-up
+    rl_task: T.Task                  # RL prompts (with verifiable answers)
+    test_task: T.Task                # held-out prompts for pass@1
+    grpo: T.GRPO
+    reuse_model: int                 # index into `models` of the reuse sweep's model
+    reuse_steps: T.Count             # GRPO steps of each reuse run
+    reuse_taus: list[float]          # reuse factors tau (epochs over the unique prompts)
+    reuse_seeds: list[int]
+    n_boot: T.Count
+    seed: int
+    tier: Tier = "cpu"
 
 
 def usable(curves: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -124,3 +152,25 @@ def reuse_plan(total_prompts: int, taus) -> pd.DataFrame:
     if any(t < 1 for t in taus):
         raise ValueError(f"reuse factors must be >= 1, got {list(taus)}")
     return pd.DataFrame(rows)
+
+
+def fitted_error(row, grid) -> np.ndarray:
+    """A size's fitted law (a row of `per_size_fits` with k and E0) on the X values `grid`."""
+    return laws.RL_LOGLINEAR.predict({"k": row.k, "E0": row.E0}, {"X": np.asarray(grid, dtype=float)})
+
+
+def reuse_sweep(start, pool: pd.DataFrame, test: pd.DataFrame, grpo: dict, *, steps: int, taus, seeds,
+                prompts_per_update: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The data-reuse sweep: for each reuse factor tau a fixed total of prompts (`steps` x `prompts_per_update`)
+    drawn from the first total / tau prompts of `pool`, GRPO from `start` per seed. Returns (plan, curves, finals)
+    with `tau` and `seed` columns."""
+    plan = reuse_plan(steps * prompts_per_update, taus)
+    curves, finals = [], []
+    for row in plan.itertuples():
+        for s in seeds:
+            subset = pool.head(row.unique_prompts)
+            run = rl.grpo(start, subset.prompt.tolist(), subset.answer.tolist(), test.prompt.tolist(),
+                          test.answer.tolist(), rl.GRPOSettings.from_dict({**grpo, "steps": steps, "seed": s}))
+            curves.append(run.curve.assign(tau=row.tau, seed=s))
+            finals.append(run.final.assign(tau=row.tau, seed=s))
+    return plan, pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True)

@@ -4,7 +4,7 @@ Objective: sum_i w_i huber_delta(r_i), r_i the residual in the law's space (log 
 huber(r) = r^2/2 for |r| <= delta, delta (|r| - delta/2) beyond; w_i = 1 except in the bootstrap (resample counts).
 Optimiser: scipy L-BFGS-B from many starts (random, uniform in each parameter's start range in optimiser space,
 or explicit ones, e.g. `grid_starts`), with the exact gradient from one evaluation of the law on dual numbers
-(`caplab.science.dual`). The optimiser sees the objective divided by min(delta, 1e-3), so its tolerances are in
+(`caplab.stats.dual`). The optimiser sees the objective divided by min(delta, 1e-3), so its tolerances are in
 units of residuals. A start has converged when scipy says so; the fit reports the best start's status and how many
 starts reached the best objective (within `best_rtol`), an identifiability diagnostic.
 
@@ -26,8 +26,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from caplab.science.dual import Dual
-from caplab.science.laws import Law
+from caplab.stats.dual import Dual
+from caplab.stats.laws import Law
 
 
 class ConvergenceWarning(UserWarning):
@@ -328,11 +328,11 @@ class Fit:
                 for n, v in values.items()}
 
     def plot_fit(self, frame=None, ax=None, **kwargs):
-        from caplab.science.fit_plots import plot_fit
+        from caplab.report.fit_plots import plot_fit
         return plot_fit(self, frame, ax=ax, **kwargs)
 
     def plot_residuals(self, frame=None, ax=None, **kwargs):
-        from caplab.science.fit_plots import plot_residuals
+        from caplab.report.fit_plots import plot_residuals
         return plot_residuals(self, frame, ax=ax, **kwargs)
 
 

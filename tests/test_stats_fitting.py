@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caplab.science import laws as L
-from caplab.science.fit_compare import compare, extrapolation, hold_out_largest, train_mask, upto
-from caplab.science.fit_plots import plot_fit, plot_observed_predicted, plot_residuals
-from caplab.science.fitting import ConvergenceWarning, Objective, bootstrap, fit_law, grid_starts, huber, \
+from caplab.stats import laws as L
+from caplab.stats.fit_compare import compare, extrapolation, hold_out_largest, train_mask, upto
+from caplab.report.fit_plots import plot_fit, plot_observed_predicted, plot_residuals
+from caplab.stats.fitting import ConvergenceWarning, Objective, bootstrap, fit_law, grid_starts, huber, \
     information_criteria
 
 matplotlib.use("Agg")

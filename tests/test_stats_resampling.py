@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from caplab.science.distill import teacher_effects
-from caplab.science.resampling import bootstrap_interval
+from caplab.stats.resampling import bootstrap_interval
 
 
 def test_bootstrap_interval_matches_the_direct_computation():

@@ -4,11 +4,11 @@ A `Law` holds a vectorised function `fn(x, p)` of a dict of input arrays (shape 
 arrays (shape (m, 1): m parameter vectors evaluated at once) returning shape (m, n): the *log* of the prediction
 when `space == "log"` (sums of positive terms are written with `lse`, so nothing overflows), the prediction
 itself when `space == "linear"`. Residuals are taken in that space. Write `fn` with numpy arithmetic, exp, log,
-log10, log1p, sqrt, power and the helpers of `caplab.science.dual` (lse, log_softplus, where): the fitter then
+log10, log1p, sqrt, power and the helpers of `caplab.stats.dual` (lse, log_softplus, where): the fitter then
 passes dual numbers and gets exact gradients (anything else falls back to finite differences). Parameters with
 `log=True` are positive and optimised as log(value).
 
-Fitting lives in `caplab.science.fitting`; `law.fit(frame, ...)` is a shortcut to `fitting.fit_law`.
+Fitting lives in `caplab.stats.fitting`; `law.fit(frame, ...)` is a shortcut to `fitting.fit_law`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from caplab.science.dual import lse, log_softplus  # noqa: F401  (re-exported for law authors)
+from caplab.stats.dual import lse, log_softplus  # noqa: F401  (re-exported for law authors)
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
 INF = math.inf
@@ -119,8 +119,8 @@ class Law:
         return np.exp(out) if self.space == "log" else out
 
     def fit(self, frame, inputs=None, target="loss", **kwargs):
-        """Shortcut to `caplab.science.fitting.fit_law(self, frame, inputs, target, **kwargs)`."""
-        from caplab.science.fitting import fit_law
+        """Shortcut to `caplab.stats.fitting.fit_law(self, frame, inputs, target, **kwargs)`."""
+        from caplab.stats.fitting import fit_law
         return fit_law(self, frame, inputs=inputs, target=target, **kwargs)
 
     def __str__(self):

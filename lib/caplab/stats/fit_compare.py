@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from caplab.science.fitting import Fit, fit_law, information_criteria
-from caplab.science.laws import Law
+from caplab.stats.fitting import Fit, fit_law, information_criteria
+from caplab.stats.laws import Law
 
 
 def upto(**limits: float) -> Callable[[pd.DataFrame], np.ndarray]:

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caplab.science import allocation
+from caplab.papers import budget as allocation
 
 
 def test_counts_spend_the_budget_at_the_cost_ratio():

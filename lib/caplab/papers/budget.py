@@ -8,13 +8,40 @@ the claims are judged on, each difference with a paired bootstrap interval over 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from caplab.science.resampling import bootstrap_interval
+from caplab.papers import _types as T
+from caplab.params import Tier
+from caplab.stats.resampling import bootstrap_interval
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """budget's parameters (the notebook's `parameters` cell; its defaults are the cpu tier's values). The
+    paper's own settings (Raghavendra et al. 2025, code) are the defaults of SFTSettings and DPOSettings: 2 epochs,
+    SFT lr 5e-5, DPO lr 5e-6, beta 1.0, batch 16; `sft` and `dpo` override them per tier."""
+    model: T.Model                   # the base model: a tiny shape pre-trained here, or a `pretrained` id
+    corpus_task: T.OptionalTask      # its pre-training text (never the answer format); {} for a pretrained base
+    block_size: T.Count
+    pretrain: T.OptionalTrain        # TrainConfig of the pre-training; {} for a pretrained base
+    sft_task: T.Task                 # solved examples (question -> step-by-step solution)
+    preference_task: T.Preferences   # preference pairs (chosen, rejected)
+    test_task: T.Task                # held-out questions, kept out of both pools
+    budgets: list[T.Count]           # annotation budgets (examples)
+    shares: list[float]              # SFT share of each budget
+    cost_ratios: list[float]         # c_PFT / c_SFT
+    ratio_budgets: list[T.Count]     # budgets run under the ratios other than 1
+    sft: T.SFT
+    dpo: T.DPO
+    max_new_tokens: T.Count
+    n_boot: T.Count
+    seed: int
+    tier: Tier = "cpu"
 
 
 def counts(budget: int, share: float, ratio: float) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from caplab.science.fitting import Fit
+from caplab.stats.fitting import Fit
 
 
 def _axes(ax):
