@@ -40,10 +40,11 @@ def test_missing_dataset_offline_names_it():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"kind": "poetry"}, "unknown task kind"),
-    ({"kind": "hf_text", "path": "wikitext", "split": "test", "colour": 1}, "unknown keys \\['colour'\\]"),
-    ({"kind": "arithmetic", "n": 5, "digits": 2}, "arithmetic"),
-    ({"n": 5}, "'kind'"),
+    ({"kind": "poetry"}, "kind 'poetry' is not one of"),
+    ({"kind": "hf_text", "path": "wikitext", "split": "test", "colour": 1}, "colour: unknown key 'colour'"),
+    ({"kind": "arithmetic", "n": 5, "digits": 2}, "digits: unknown key 'digits' of arithmetic"),
+    ({"kind": "arithmetic", "n": "5"}, "n: must be int"),
+    ({"n": 5}, "kind None is not one of"),
 ])
 def test_bad_specs_rejected(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -63,5 +64,5 @@ def test_questions_by_spec(tmp_path):
     path.write_text('{"question": "1+1?", "choices": ["1", "2", "3", "4"], "answer": 1}\n')
     hf = load_questions({"kind": "hf_multiple_choice", "path": "json", "data_files": str(path), "split": "train"})
     assert hf.prompt[0] == "1+1?\nAnswer:" and hf.choices[0][1] == " 2" and hf.answer[0] == 1
-    with pytest.raises(ValueError, match="question kind"):
+    with pytest.raises(ValueError, match="question spec kind"):
         load_questions({"kind": "trivia"})

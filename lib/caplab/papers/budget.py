@@ -17,7 +17,7 @@ import pandas as pd
 
 from caplab.papers import _types as T
 from caplab.params import Tier
-from caplab.stats.resampling import bootstrap_interval
+from caplab.stats.resampling import bootstrap_draws, bootstrap_interval, percentile_interval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,15 +102,14 @@ def _paired(long: pd.DataFrame, pick_a: Callable[[pd.DataFrame], pd.Series],
             pick_b: Callable[[pd.DataFrame], pd.Series], n_boot: int, seed: int) -> tuple[float, float, float]:
     """mean(a) - mean(b) over questions, where a and b are per-question scores chosen (on each resample, so the
     choice of the best arm is bootstrapped too) by `pick_a` / `pick_b` from a question x arm matrix."""
-    rng = np.random.default_rng(seed)
-    n = len(long)
     point = float(pick_a(long).mean() - pick_b(long).mean())
-    draws = []
-    for _ in range(n_boot):
-        sample = long.iloc[rng.integers(n, size=n)]
-        draws.append(pick_a(sample).mean() - pick_b(sample).mean())
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return point, float(lo), float(hi)
+
+    def difference(rows):
+        sample = long.iloc[rows]
+        return pick_a(sample).mean() - pick_b(sample).mean()
+
+    draws = bootstrap_draws(len(long), difference, n=n_boot, rng=np.random.default_rng(seed))
+    return (point, *percentile_interval(draws))
 
 
 def _matrix(long: pd.DataFrame, ratio: float, budget: int, column: str = "correct") -> pd.DataFrame:

@@ -26,6 +26,8 @@ from caplab.science import rl
 from caplab.stats import laws
 from caplab.stats.fit_compare import compare
 from caplab.stats.fitting import bootstrap, fit_law
+from caplab.stats.regression import slope
+from caplab.stats.resampling import bootstrap_interval
 
 K_LAWS = (laws.K_SATURATING_K, laws.K_POWER_K, laws.K_LOG_LINEAR_K)
 
@@ -94,8 +96,6 @@ def error_at_common_x(curves: pd.DataFrame, fits: pd.DataFrame, x: str) -> dict:
     """Each size's fitted log10 error at one X, and the OLS slope of it on log10 N with a 95 % interval. X is the
     geometric middle of the X range every size covers when they overlap (interpolation); otherwise the middle of
     all sizes' points (then some sizes are extrapolated along their own law, and `inside_all_ranges` is False)."""
-    import statsmodels.api as sm
-
     points = usable(curves, x)
     ranges = points.groupby("model")[x].agg(["min", "max"])
     lo, hi = ranges["min"].max(), ranges["max"].min()
@@ -105,11 +105,10 @@ def error_at_common_x(curves: pd.DataFrame, fits: pd.DataFrame, x: str) -> dict:
     if len(rows) < 3:
         raise ValueError(f"need at least 3 sizes with a fitted law against {x}, got {len(rows)}")
     log_error = rows.E0 - rows.k * np.log10(common)
-    design = sm.add_constant(np.log10(rows.N.to_numpy(dtype=float)))
-    ols = sm.OLS(log_error.to_numpy(), design).fit()
-    ci = ols.conf_int(0.05)[1]
-    return {"x": x, "common_x": common, "inside_all_ranges": inside, "slope": float(ols.params[1]),
-            "lo": float(ci[0]), "hi": float(ci[1]),
+    fit = slope(pd.DataFrame({"log10_error": log_error.to_numpy(), "log10_N": np.log10(rows.N.to_numpy(float))}),
+                "log10_error", "log10_N")
+    return {"x": x, "common_x": common, "inside_all_ranges": inside, "slope": fit["slope"],
+            "lo": fit["lo"], "hi": fit["hi"],
             "table": pd.DataFrame({"model": rows.model, "N": rows.N, "log10_error": log_error})}
 
 
@@ -121,10 +120,7 @@ def reuse_effect(final: pd.DataFrame, tau: float, reference: float = 1.0, n_boot
     if tau not in table.columns or reference not in table.columns:
         raise ValueError(f"need final evaluations at tau = {tau} and {reference}; have {list(table.columns)}")
     diff = (1 - table[tau]) - (1 - table[reference])
-    rng = np.random.default_rng(seed)
-    draws = [diff.to_numpy()[rng.integers(len(diff), size=len(diff))].mean() for _ in range(n_boot)]
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return float(diff.mean()), float(lo), float(hi)
+    return bootstrap_interval(diff.to_numpy(), n=n_boot, rng=np.random.default_rng(seed))
 
 
 def improvement(final: pd.DataFrame, tau: float, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
@@ -134,10 +130,7 @@ def improvement(final: pd.DataFrame, tau: float, n_boot: int = 1000, seed: int =
     if rows.empty:
         raise ValueError(f"no final evaluation at tau = {tau}")
     gain = (rows.correct - rows.initial).to_numpy()
-    rng = np.random.default_rng(seed)
-    draws = [gain[rng.integers(len(gain), size=len(gain))].mean() for _ in range(n_boot)]
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return float(gain.mean()), float(lo), float(hi)
+    return bootstrap_interval(gain, n=n_boot, rng=np.random.default_rng(seed))
 
 
 def aic_margin(table: pd.DataFrame) -> float:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 from scipy import stats
 
+from caplab.stats.regression import slope
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.evaluate import greedy_exact_match, mean_loss, score_multiple_choice
 
@@ -40,10 +40,7 @@ def trend(frame: pd.DataFrame, y: str, x: str = "log_params", alpha: float = 0.0
     """Slope of `y` on `x` (OLS, HC1 standard errors) with its interval and p-value."""
     if frame[x].nunique() < 2:
         raise ValueError(f"a trend needs at least two distinct {x} values")
-    result = smf.ols(f"{y} ~ {x}", data=frame.assign(**{y: frame[y].astype(float)})).fit(cov_type="HC1")
-    lo, hi = result.conf_int(alpha).loc[x]
-    return {"slope": float(result.params[x]), "lo": float(lo), "hi": float(hi), "p_value": float(result.pvalues[x]),
-            "n": int(result.nobs)}
+    return slope(frame, y, x, robust=True, alpha=alpha)
 
 
 def downstream_chain(rows: pd.DataFrame) -> pd.DataFrame:

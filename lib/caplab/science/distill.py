@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from caplab.stats import laws
 from caplab.stats.fitting import bootstrap, fit_law
+from caplab.stats.resampling import percentile_interval, resample_indices
 from caplab.substrate.models import get_model
 from caplab.substrate.train import train_cached
 
@@ -169,18 +170,15 @@ def optimal_teacher(frame: pd.DataFrame, teacher_col: str = "teacher_params", lo
     at_edge = not convex or not np.log(grid[0]) < x_star < np.log(grid[-1])
     means = frame.groupby(teacher_col)[loss_col].mean()
     best = float(means.idxmin())
-    rng = np.random.default_rng(seed)
     stars, degenerate = [], 0
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(x), len(x))
+    for rows in resample_indices(len(x), n_boot, np.random.default_rng(seed)):
         if len(np.unique(x[rows])) < 3:
             degenerate += 1
             continue
         *_, b2, bx = _vertex(x[rows], loss[rows])
         if b2 > 0:
             stars.append(bx)
-    tail = (1 - level) / 2
-    lower, upper = (np.exp(np.quantile(stars, [tail, 1 - tail])) if stars else (np.nan, np.nan))
+    lower, upper = np.exp(percentile_interval(stars, level)) if stars else (np.nan, np.nan)
     return {"t_star": float(np.exp(x_star)) if convex else np.nan, "log_t_star": float(x_star) if convex else np.nan,
             "lower": float(lower), "upper": float(upper), "q0": float(q0), "q1": float(q1), "q2": float(q2),
             "convex": convex, "at_edge": bool(at_edge), "interior": best not in (grid[0], grid[-1]),

@@ -17,6 +17,8 @@ import torch
 from scipy import stats
 from torch import nn
 
+from caplab.stats.resampling import percentile_interval, resample_indices
+
 EPS = 1e-8
 PEFT_MOE_SUFFIXES = (".gate_up_proj", ".down_proj", ".gate_proj", ".up_proj")
 HOWS = ("lowest", "highest", "random")
@@ -281,13 +283,12 @@ def entropy_relation(frame, n_boot=2000, confidence=0.95, seed=0):
         raise ValueError(f"confidence={confidence!r}: must be in (0, 1)")
     x, y = frame["log_kappa"].to_numpy(), frame["entropy"].to_numpy()
     rho, p_value = stats.spearmanr(x, y)
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    idx = resample_indices(len(x), n_boot, np.random.default_rng(seed))
     rx, ry = stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1)
     rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(boot, [alpha, 1 - alpha])
+    low, high = percentile_interval(boot, confidence, ignore_nan=True)
     i, j = np.triu_indices(len(x), k=1)
     dk, dh = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
     pairs = dk != 0

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 
 from caplab.science.perturb import apply_perturbation
+from caplab.stats.regression import slope
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.evaluate import mean_loss_with_se
 from caplab.substrate.family import for_each_checkpoint
@@ -86,8 +86,4 @@ def degradation_trend(frame: pd.DataFrame, perturbation: str, level: float, alph
         raise ValueError(f"no rows for perturbation {perturbation!r} at level {level}")
     hit["damage"] = hit.loss.to_numpy() - clean.loc[list(zip(hit.model, hit.target_tokens))].to_numpy()
     hit["log_tokens"] = np.log(hit.tokens.astype(float))
-    formula = "damage ~ log_tokens + C(model)" if hit.model.nunique() > 1 else "damage ~ log_tokens"
-    result = smf.ols(formula, data=hit).fit()
-    lo, hi = result.conf_int(alpha).loc["log_tokens"]
-    return {"slope": float(result.params["log_tokens"]), "lo": float(lo), "hi": float(hi),
-            "p_value": float(result.pvalues["log_tokens"]), "n": int(result.nobs)}
+    return slope(hit, "damage", "log_tokens", groups="model", alpha=alpha)

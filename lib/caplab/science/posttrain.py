@@ -97,9 +97,9 @@ def _digest(*columns: list[str]) -> str:
 
 
 def _common_args(settings: _Settings, n_rows: int, out: Path) -> dict[str, Any]:
-    import torch
+    from caplab.substrate.train import resolve_device
 
-    use_cpu = settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available())
+    use_cpu = resolve_device(settings.device).type == "cpu"
     steps = settings.steps(n_rows)
     return dict(output_dir=str(out), max_steps=steps, per_device_train_batch_size=settings.batch_size,
                 learning_rate=settings.lr, lr_scheduler_type=settings.schedule,

@@ -31,6 +31,7 @@ from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.chains import correct_reward, is_correct
 from caplab.substrate.evaluate import generate_texts
 from caplab.substrate.models import get_model, param_counts, strict_from_dict
+from caplab.substrate.train import resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +86,7 @@ def pass_at_1(model, tokenizer, prompts: list[str], answers: list[str], *, sampl
 
 
 def _trainer_args(settings: GRPOSettings, out: Path) -> dict[str, Any]:
-    use_cpu = settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available())
+    use_cpu = resolve_device(settings.device).type == "cpu"
     completions = settings.prompts_per_update * settings.num_generations
     return dict(output_dir=str(out), max_steps=settings.steps, per_device_train_batch_size=completions,
                 steps_per_generation=settings.updates_per_generation, num_generations=settings.num_generations,

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from caplab.stats.dual import Dual
 from caplab.stats.laws import Law
+from caplab.stats.resampling import resample_indices
 
 
 class ConvergenceWarning(UserWarning):
@@ -327,14 +328,6 @@ class Fit:
         return {n: bool(self.intervals.loc[n, "lower"] <= v <= self.intervals.loc[n, "upper"])
                 for n, v in values.items()}
 
-    def plot_fit(self, frame=None, ax=None, **kwargs):
-        from caplab.report.fit_plots import plot_fit
-        return plot_fit(self, frame, ax=ax, **kwargs)
-
-    def plot_residuals(self, frame=None, ax=None, **kwargs):
-        from caplab.report.fit_plots import plot_residuals
-        return plot_residuals(self, frame, ax=ax, **kwargs)
-
 
 def fit_law(law: Law, frame: pd.DataFrame, inputs: Mapping[str, str] | None = None, target: str = "loss", *,
             starts: int | Sequence[Mapping[str, float]] = 50, seed: int = 0, delta: float = 1e-3,
@@ -405,7 +398,7 @@ def bootstrap(fit: Fit, n: int = 1000, seed: int = 0, level: float = 0.95,
     free = [p for p in fit.law.param_names if p not in fit.fixed]
     samples, converged = [], 0
     for i in range(n):
-        weights = np.bincount(rng.integers(0, size, size), minlength=size).astype(float)
+        weights = np.bincount(resample_indices(size, 1, rng)[0], minlength=size).astype(float)
         objective = Objective(fit.law, fit.x, fit.y, fit.delta, fit.fixed, weights)
         start_list = [{k: fit.params[k] for k in free}]
         start_list += random_starts(fit.law, starts, int(rng.integers(2**31)), fit.fixed) if starts else []

@@ -214,19 +214,11 @@ def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]
 
 
 # -- one door for both tiers -------------------------------------------------------------------------------------
-_FAMILY_KEYS = {"tiny": ("n", "min_params", "max_params", "family", "aspect", "head_dim", "max_seq_len", "seed"),
-                "hub": ("models", "revisions", "tokens_per_step", "params_non_embedding")}
-
 
 def _check_family(spec: dict) -> tuple[str, dict]:
+    FAMILY.check(spec, "family spec", "")
     args = dict(spec)
-    kind = args.pop("kind", None)
-    if kind not in _FAMILY_KEYS:
-        raise ValueError(f"a family spec needs 'kind': 'tiny' or 'hub', got {spec!r}")
-    unknown = sorted(set(args) - set(_FAMILY_KEYS[kind]))
-    if unknown:
-        raise ValueError(f"family kind {kind!r}: unknown keys {unknown}; allowed: {list(_FAMILY_KEYS[kind])}")
-    return kind, args
+    return args.pop("kind"), args
 
 
 def family_tokenizer(spec: dict):

@@ -192,20 +192,14 @@ def _finish(model, tokenizer, device):
 
 def get_model(spec: dict[str, Any]):
     """`(model, tokenizer)` for a spec dict: `pretrained` (+ `revision`, ...), `path`, or a tiny shape."""
+    if not isinstance(spec, dict) or "path" not in spec or not isinstance(spec["path"], os.PathLike):
+        MODEL.check(spec, "model spec", "")        # (a saved run's path may be a Path object: no YAML gives one)
     spec = dict(spec)
     if "pretrained" in spec:
-        model_id = spec.pop("pretrained")
-        allowed = {"revision", "trust_remote_code", "dtype", "device"}
-        if set(spec) - allowed:
-            raise ValueError(f"unknown keys {sorted(set(spec) - allowed)} for a pretrained model; "
-                             f"allowed: {sorted(allowed)}")
-        return load_pretrained(model_id, **spec)
+        return load_pretrained(spec.pop("pretrained"), **spec)
     if "path" in spec:
-        path = spec.pop("path")
-        if set(spec) - {"device", "dtype"}:
-            raise ValueError(f"unknown keys {sorted(set(spec) - {'device', 'dtype'})} for a local model")
-        return load_local(path, **spec)
-    return tiny_model(strict_from_dict(TinySpec, spec))
+        return load_local(spec.pop("path"), **spec)
+    return tiny_model(TinySpec(**spec))
 
 
 # -- the spec's schema, checked by `caplab validate` before anything runs (caplab.params) -----------------------

@@ -79,12 +79,6 @@ class Task:
         return data.pad_examples(self.prompts, self.completions, tokenizer)
 
 
-def _check_keys(kind: str, args: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        raise ValueError(f"task kind {kind!r}: unknown keys {unknown}; allowed: {sorted(allowed)}")
-
-
 def _load_hf(load_args: dict[str, Any]):
     import datasets
     try:
@@ -99,9 +93,9 @@ def _load_hf(load_args: dict[str, Any]):
 
 
 def load_task(spec: dict[str, Any]) -> Task:
-    """The task a spec names; unknown kinds or keys are rejected before anything is generated or loaded."""
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"a task spec is a dict with a 'kind' (one of {KINDS}), got {spec!r}")
+    """The task a spec names; unknown kinds, keys or types are rejected (`TASK`) before anything is generated or
+    loaded."""
+    TASK.check(spec, "task spec", "")
     args = dict(spec)
     kind = args.pop("kind")
     if kind == "mixture":
@@ -115,11 +109,6 @@ def load_task(spec: dict[str, Any]) -> Task:
         if shape == "texts":
             return Task(kind, texts=list(made))
         return Task(kind, prompts=made.prompt.tolist(), completions=made.answer.tolist())
-    if kind not in _HF_KINDS:
-        raise ValueError(f"unknown task kind {kind!r}; allowed: {KINDS}")
-    _check_keys(kind, args, _HF_LOAD_KEYS + _HF_KINDS[kind])
-    if "path" not in args or "split" not in args:
-        raise ValueError(f"task kind {kind!r} needs 'path' and 'split' (datasets.load_dataset arguments)")
     rows = _load_hf({k: args[k] for k in _HF_LOAD_KEYS if k in args})
     if args.get("max_rows"):
         rows = rows.select(range(min(int(args["max_rows"]), len(rows))))
@@ -136,7 +125,6 @@ def load_task(spec: dict[str, Any]) -> Task:
 def _mixture(args: dict[str, Any]) -> Task:
     """{"kind": "mixture", "parts": [spec, ...], "seed": 0}: one corpus of every part's texts (pairs become
     prompt + completion), shuffled with the seed."""
-    _check_keys("mixture", args, ("parts", "seed"))
     if not args.get("parts"):
         raise ValueError("a mixture needs a non-empty list of parts")
     texts: list[str] = []
@@ -158,6 +146,7 @@ def load_preferences(spec: dict[str, Any]) -> "pd.DataFrame":
     "rejected_field", "prompt_template", "max_rows"} from a Hugging Face dataset."""
     import pandas as pd
 
+    PREFERENCES.check(spec, "preference spec", "")
     args = dict(spec)
     kind = args.pop("kind", None)
     if kind == "chain_preferences":
@@ -165,10 +154,6 @@ def load_preferences(spec: dict[str, Any]) -> "pd.DataFrame":
             return chains.preferences(**args)[["prompt", "chosen", "rejected"]]
         except TypeError as exc:
             raise ValueError(f"preference kind 'chain_preferences': {exc}") from exc
-    if kind != "hf_preferences":
-        raise ValueError(f"preference kind must be 'chain_preferences' or 'hf_preferences', got {kind!r}")
-    fields = ("prompt_field", "chosen_field", "rejected_field", "prompt_template", "max_rows")
-    _check_keys(kind, args, _HF_LOAD_KEYS + fields)
     rows = _load_hf({k: args[k] for k in _HF_LOAD_KEYS if k in args})
     if args.get("max_rows"):
         rows = rows.select(range(min(int(args["max_rows"]), len(rows))))
@@ -187,6 +172,7 @@ def load_questions(spec: dict[str, Any]) -> "pd.DataFrame":
     Hugging Face dataset (prompt "<question>\\nAnswer:", choices " <choice>")."""
     import pandas as pd
 
+    QUESTIONS.check(spec, "question spec", "")
     args = dict(spec)
     kind = args.pop("kind", None)
     if kind == "fact_questions_mc":
@@ -195,10 +181,6 @@ def load_questions(spec: dict[str, Any]) -> "pd.DataFrame":
         tail = made.table.sort_values("mentions", kind="stable").entity.head(picks.get("tail", 300)).tolist()
         return data.multiple_choice(made, n_choices=picks.get("n_choices", 4), entities=tail,
                                     distractors=picks.get("distractors", "frequent"), seed=args.get("seed", 0))
-    if kind != "hf_multiple_choice":
-        raise ValueError(f"question kind must be 'fact_questions_mc' or 'hf_multiple_choice', got {kind!r}")
-    allowed = ("path", "names", "split", "revision", "data_files", "question_field", "choices_field", "answer_field")
-    _check_keys(kind, args, allowed)
     frames = []
     for name in args.get("names") or [None]:
         rows = _load_hf({k: v for k, v in {"path": args["path"], "name": name, "split": args["split"],
