@@ -1,5 +1,8 @@
 """Notebook hygiene, and every paper notebook's tier files fit its parameters cell."""
 import json
+import math
+import os
+import warnings
 
 import pytest
 
@@ -60,3 +63,37 @@ def test_paper_notebook_runs_at_smoke_and_records_every_claim(path, tmp_path):
         if "smoke" in claim.tiers:
             assert not by_id[claim.id]["reason"].startswith("not measured"), by_id[claim.id]
     assert (outcome.output_dir / "report.html").exists() and (tmp_path / "index.html").exists()
+    check_smoke_metrics(path.stem, outcome.output_dir)
+
+
+SMOKE_METRICS = FIXTURES.parent / "smoke_metrics.json"
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None or isinstance(a, (bool, str)) or isinstance(b, (bool, str)):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def check_smoke_metrics(paper: str, out):
+    """The smoke metrics equal those recorded in tests/fixtures/smoke_metrics.json (same CPU and torch only: other
+    kernels round differently). A change meant to move them regenerates the file with
+    CAPLAB_UPDATE_SMOKE_METRICS=1."""
+    metrics = {m["name"]: [m["value"], m["lo"], m["hi"]]
+               for m in json.loads((out / "metrics.json").read_text())["metrics"]}
+    prov = json.loads((out / "provenance.json").read_text())
+    recorded = json.loads(SMOKE_METRICS.read_text())
+    if os.environ.get("CAPLAB_UPDATE_SMOKE_METRICS") == "1":
+        recorded["papers"][paper] = metrics
+        recorded.update(cpu=prov["cpu"], torch=prov["packages"]["torch"])
+        SMOKE_METRICS.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+        return
+    if (prov["cpu"], prov["packages"]["torch"]) != (recorded["cpu"], recorded["torch"]):
+        warnings.warn(f"{paper}: smoke metrics not compared: recorded on {recorded['cpu']} with torch "
+                      f"{recorded['torch']}, this run is on {prov['cpu']} with torch {prov['packages']['torch']}")
+        return
+    expected = recorded["papers"][paper]
+    assert set(metrics) == set(expected), "the smoke tier records other metrics than before"
+    moved = {name: (metrics[name], expected[name]) for name in expected
+             if not all(_same(a, b) for a, b in zip(metrics[name], expected[name]))}
+    assert not moved, f"smoke metrics moved (new, recorded): {moved}"

@@ -120,3 +120,14 @@ def test_for_each_checkpoint_is_tidy_and_cached(family, tmp_path):
         args={"dataset": held_out.head(3)}, cache=cache))
     with pytest.raises(ValueError, match="already columns"):
         for_each_checkpoint(frame.head(1), lambda m, t, r: {"step": 0}, name="clash", cache=cache)
+
+
+def test_member_spec_names_local_and_hub_members_alike():
+    from caplab.substrate.family import member_spec
+    local = pd.DataFrame([{"model": "m", "path": "/runs/m/ckpt-64", "pretrained": None, "revision": None}])
+    hub = pd.DataFrame([{"model": "pythia-70m", "path": None, "pretrained": "EleutherAI/pythia-70m",
+                         "revision": "step1000"}])
+    assert member_spec(next(local.itertuples())) == {"path": "/runs/m/ckpt-64"}
+    assert member_spec(hub.iloc[0]) == {"pretrained": "EleutherAI/pythia-70m", "revision": "step1000"}
+    with pytest.raises(ValueError, match="needs a `path`"):
+        member_spec({"model": "x"})

@@ -78,7 +78,10 @@ def per_size_fits(curves: pd.DataFrame, xs=("compute", "prompts_seen"), n_boot: 
                          "k_lo": boot.intervals.loc["k", "lower"], "k_hi": boot.intervals.loc["k", "upper"],
                          "E0": fit.params["E0"], "r2": fit.r2(), "converged": fit.converged,
                          "points": len(points), "excluded": len(group) - len(points)})
-    return pd.DataFrame(rows)
+    # every column even when no size could be fitted (a gpu run with few evaluations), so that readers of the
+    # table see NaN rather than a missing column
+    return pd.DataFrame(rows).reindex(columns=["model", "N", "x", "k", "k_lo", "k_hi", "E0", "r2", "converged",
+                                               "points", "excluded"])
 
 
 def k_law_comparison(fits: pd.DataFrame, x: str, n_boot: int = 200, seed: int = 0):

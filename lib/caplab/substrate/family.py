@@ -178,6 +178,17 @@ def _where(row: dict, cache: Cache) -> dict:
     raise ValueError("each row needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`) column")
 
 
+def member_spec(row) -> dict:
+    """The model spec (for `get_model`) of one family member, whether trained here (`{"path": ...}`) or a hub
+    checkpoint (`{"pretrained": id, "revision": ...}`): one way to name a model on every tier."""
+    row = row._asdict() if hasattr(row, "_asdict") else dict(row)
+    if isinstance(row.get("path"), str):
+        return {"path": row["path"]}
+    if row.get("pretrained"):
+        return {"pretrained": row["pretrained"], "revision": row.get("revision") or "main"}
+    raise ValueError("a family member needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`)")
+
+
 def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]], *, args: dict | None = None,
                         name: str | None = None, device: str | None = None, cache: Cache | None = None
                         ) -> pd.DataFrame:
