@@ -1,5 +1,6 @@
 """A model family: log-spaced token counts and shapes, checkpoints where asked, a tidy frame, caching throughout."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
