@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from caplab.science.resampling import bootstrap_interval
+from caplab.substrate import runlog
 
 
 def counts(budget: int, share: float, ratio: float) -> tuple[int, int]:
@@ -43,7 +44,7 @@ def grid(budgets, shares, ratios, ratio_budgets=None) -> pd.DataFrame:
 
 def run_grid(plan: pd.DataFrame, base: dict, train_sft: Callable[[dict, int], dict],
              train_dpo: Callable[[dict, int], dict], score: Callable[[dict], pd.DataFrame],
-             log: Callable[[str], None] = print) -> pd.DataFrame:
+             log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
     """Every run of `plan`: `train_sft(base, n_sft)` -> spec, `train_dpo(spec, n_pft)` -> spec, `score(spec)` ->
     one row per test question (question, correct, formatted). Returns the long frame: plan columns x questions."""
     frames = []

@@ -1,0 +1,37 @@
+"""The report a person reads: an executed notebook rendered to HTML by the project's nbconvert template.
+
+The page opens with the answer (the papers, the tier and what it is an analogue of, the claims table, the headline
+figures), read from the run's own files beside the notebook (claims.json, metrics.json, figures/); then the
+notebook, its code and parameter cells folded (one click opens them), long printed output folded too. The executed
+`.ipynb` stays beside the report for anyone who wants everything.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from caplab.report.summary import read_run
+from caplab.substrate.cache import atomic_write_text
+
+TEMPLATES = Path(__file__).with_name("templates") / "nbconvert"
+TEMPLATE = "caplab_report"
+
+
+def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str | None = None) -> Path:
+    """Render `executed` (a notebook run by the runner) to `html`; the run's files are read from its folder."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    folder = executed.parent
+    notebook = notebook or executed.stem
+    tier = tier or folder.name
+    run = read_run(folder, notebook, tier)
+    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATES)])
+    links = {name: path.name for name, path in (run.files() if run else {}).items() if name != "report"}
+    links["notebook"] = executed.name
+    links["run.log"] = "run.log"        # written by the runner beside the notebook
+    body, _ = exporter.from_notebook_node(nb, resources={"caplab": {
+        "run": run, "notebook": notebook, "tier": tier, "links": links,
+        "index": "../../index.html"}})
+    atomic_write_text(html, body)
+    return html
