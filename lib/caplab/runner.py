@@ -60,10 +60,11 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
-def render_html(executed: Path, html: Path) -> None:
-    """nbconvert the executed notebook to the HTML report (the project's template: the answer first, code folded)."""
+def render_html(executed: Path, html: Path, failure: str | None = None) -> None:
+    """nbconvert the executed notebook to the HTML report (the project's template: the answer first, code folded);
+    `failure` says why the run failed, at the top."""
     from caplab.report.render import render
-    render(executed, html)
+    render(executed, html, failure=failure)
 
 
 def execute_with_log(plan: tiers.Plan, executed: Path, out: Path, *, kernel: str, timeout: int,
@@ -124,7 +125,7 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
         _mark_not_run(plan, out, f"the notebook failed: {error}")
     if executed.exists():
         try:
-            render_html(executed, html)
+            render_html(executed, html, failure=error)
         except Exception as exc:  # a render failure must not hide the run's outcome
             status, error = "failed", error or f"rendering HTML failed: {exc}"
     run = {"status": status, "error": error, "failed_cell": failed_cell, "params_file": str(plan.params_file),

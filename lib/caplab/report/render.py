@@ -16,8 +16,10 @@ TEMPLATES = Path(__file__).with_name("templates") / "nbconvert"
 TEMPLATE = "caplab_report"
 
 
-def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str | None = None) -> Path:
-    """Render `executed` (a notebook run by the runner) to `html`; the run's files are read from its folder."""
+def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str | None = None,
+           failure: str | None = None) -> Path:
+    """Render `executed` (a notebook run by the runner) to `html`; the run's files are read from its folder.
+    `failure`: why the run failed, shown at the top (the runner knows before provenance.json says so)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -32,6 +34,13 @@ def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str
     links["run.log"] = "run.log"        # written by the runner beside the notebook
     body, _ = exporter.from_notebook_node(nb, resources={"caplab": {
         "run": run, "notebook": notebook, "tier": tier, "links": links,
+        "failure": failure or _recorded_failure(run),
         "index": "../../index.html"}})
     atomic_write_text(html, body)
     return html
+
+
+def _recorded_failure(run) -> str | None:
+    """The error provenance.json records for a failed run (a report rendered again later)."""
+    recorded = (run.provenance.get("run") or {}) if run else {}
+    return recorded.get("error") if recorded.get("status") == "failed" else None
