@@ -16,7 +16,7 @@ import jinja2
 from caplab.report import history
 from caplab.report.registry import TIERS, papers
 from caplab.report.rules import NOT_RUN
-from caplab.report.summary import read_run
+from caplab.report.summary import headline_figures, read_run
 from caplab.substrate.cache import atomic_write_text
 
 
@@ -50,7 +50,8 @@ def collect(results: Path) -> list[RunRow]:
             own = [c.id for c in paper.claims]
             claims = [c for c in run.claims if c.get("claim") in own]
             links = {name: str(path.relative_to(results)) for name, path in run.files().items()}
-            thumb = run.figure_file(run.headline_figures[0]) if run.headline_figures else None
+            figures = headline_figures(claims, run.recorded_figures, run.folder)   # this paper's own claims
+            thumb = run.figure_file(figures[0]) if figures else None
             rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, run.status, links.get("report"),
                                run.provenance, claims, links,
                                str(thumb.relative_to(results)) if thumb else None, run.wall_s, run.git_sha,

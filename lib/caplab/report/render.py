@@ -7,6 +7,7 @@ notebook, its code and parameter cells folded (one click opens them), long print
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from caplab.report.summary import read_run
@@ -28,7 +29,9 @@ def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str
     notebook = notebook or executed.stem
     tier = tier or folder.name
     run = read_run(folder, notebook, tier)
-    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATES)])
+    quiet = logging.getLogger("caplab.report.render.nbconvert")
+    quiet.setLevel(logging.ERROR)        # nbconvert's remarks (e.g. on figures without alt text) are not news
+    exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATES)], log=quiet)
     links = {name: path.name for name, path in (run.files() if run else {}).items() if name != "report"}
     links["notebook"] = executed.name
     links["run.log"] = "run.log"        # written by the runner beside the notebook

@@ -13,6 +13,7 @@ from caplab.report.registry import papers
 
 NO_VALUE = "—"
 MAX_HEADLINE_FIGURES = 4
+FALLBACK_FIGURES = 2        # where no claim names a figure: the first ones the notebook recorded
 TIER_SCALE = {"smoke": "smoke test of the machinery, not evidence",
               "cpu": "small-scale analogue: tiny models on synthetic tasks",
               "gpu": "the paper's models"}
@@ -55,6 +56,7 @@ class RunSummary:
     scale: str
     claims: list[dict[str, Any]]                 # claims.json rows + evidence_text, fp_rate_text
     headline_figures: list[str]                  # figure stems, in claim order
+    recorded_figures: list[str] = field(default_factory=list)     # every figure, in the order recorded
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,8 +83,8 @@ class RunSummary:
         return {k: p for k, p in candidates.items() if p.exists()}
 
 
-def _headline_figures(claims: list[dict[str, Any]], recorded: list[str], folder: Path) -> list[str]:
-    """The figures the claims' evidence points to (in claim order), else the first figure recorded."""
+def headline_figures(claims: list[dict[str, Any]], recorded: list[str], folder: Path) -> list[str]:
+    """The figures the claims' evidence points to (in claim order), else the first figures recorded."""
     names: list[str] = []
     for c in claims:
         for m in c.get("evidence") or []:
@@ -90,7 +92,7 @@ def _headline_figures(claims: list[dict[str, Any]], recorded: list[str], folder:
             if name and name not in names and (folder / "figures" / f"{name}.png").exists():
                 names.append(name)
     if not names:
-        names = [n for n in recorded if (folder / "figures" / f"{n}.png").exists()][:1]
+        names = [n for n in recorded if (folder / "figures" / f"{n}.png").exists()][:FALLBACK_FIGURES]
     return names[:MAX_HEADLINE_FIGURES]
 
 
@@ -108,5 +110,6 @@ def read_run(folder: Path, notebook: str, tier: str) -> RunSummary | None:
     tested = [{"id": p.id, "title": p.title, "arxiv": p.arxiv} for p in papers().values() if p.notebook == notebook]
     return RunSummary(notebook=notebook, tier=tier, folder=folder, papers=tested,
                       scale=claims_doc.get("scale") or TIER_SCALE.get(tier, ""), claims=claims,
-                      headline_figures=_headline_figures(claims, metrics.get("figures") or [], folder),
+                      headline_figures=headline_figures(claims, metrics.get("figures") or [], folder),
+                      recorded_figures=list(metrics.get("figures") or []),
                       provenance=prov)
