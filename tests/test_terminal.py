@@ -56,15 +56,16 @@ def test_progress_lines_estimate_from_the_previous_run():
     previous = {"a": {"wall_s": 120.0, "cell_seconds": [1.0, 60.0, 59.0]}, "b": {"wall_s": 30.0}}
     run = progress.RunProgress(["a", "b"], "smoke", previous, stream=shown)
     run.paper_started("a")
-    cells = [{"cell_type": "markdown"}] + [{"cell_type": "code", "metadata": {"papermill": {"duration": d}}}
-                                          for d in (0.5, 61.0, 58.0)]
+    cells = [{"cell_type": "markdown"}] + [{"cell_type": "code", "source": f"# step\nstep_{i}()",
+                                           "metadata": {"papermill": {"duration": d}}}
+                                          for i, d in enumerate((0.5, 61.0, 58.0))]
     run.cell_done(cells[1], 1, cells)         # short: no line
     run.cell_done(cells[2], 2, cells)         # long: a line, with the previous run's last cell as what is left
     run.paper_done("a", "ok", 125.0)
     lines = shown.getvalue().splitlines()
     assert lines[0].startswith("[1/2] a/smoke: started") and "~2m00s last time" in lines[0]
     assert "~2m30s left in the run" in lines[0]
-    assert "cell 2/3 took 1m01s" in lines[1] and "~59s left" in lines[1]
+    assert "cell 2/3 took 1m01s" in lines[1] and "~59s left" in lines[1] and lines[1].endswith("step_1()")
     assert lines[2].startswith("[1/2] a/smoke: ok in 2m05s") and "~30s left" in lines[2]
     assert len(lines) == 3
     assert progress.duration(3725) == "1h02m" and progress.duration(None) == "?"

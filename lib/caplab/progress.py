@@ -94,7 +94,7 @@ class RunProgress:
         elapsed = time.perf_counter() - self.paper_t0
         left = self._paper_left(done, len(code), elapsed)
         self._say(f"      {self.current}/{self.tier}: cell {done}/{len(code)} took {duration(took)} · paper "
-                  f"{duration(elapsed)} elapsed, ~{duration(left)} left")
+                  f"{duration(elapsed)} elapsed, ~{duration(left)} left · {_first_line(cell)}")
 
     def _paper_left(self, done: int, total: int, elapsed: float) -> float | None:
         previous = (self.previous.get(self.current) or {}).get("cell_seconds")
@@ -110,6 +110,14 @@ class RunProgress:
         self._say(f"[{i}/{len(self.names)}] {name}/{self.tier}: {status} in {duration(wall_s)} · run "
                   f"{duration(time.perf_counter() - self.t0)} elapsed"
                   + (f" · ~{duration(left)} left" if i < len(self.names) else ""))
+
+
+def _first_line(cell) -> str:
+    """The first line of a cell's code that is not a comment: which step this was."""
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else source
+    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return (lines[0][:70] + ("…" if len(lines[0]) > 70 else "")) if lines else ""
 
 
 class LogMirror:
