@@ -63,9 +63,12 @@ def test_progress_lines_estimate_from_the_previous_run():
     run.cell_done(cells[2], 2, cells)         # long: a line, with the previous run's last cell as what is left
     run.paper_done("a", "ok", 125.0)
     lines = shown.getvalue().splitlines()
-    assert lines[0].startswith("[1/2] a/smoke: started") and "~2m00s last time" in lines[0]
-    assert "~2m30s left in the run" in lines[0]
+    assert lines[0].startswith("[1/2] a/smoke: started") and "~2m00s for this paper" in lines[0]
+    assert "~2m30s left in all" in lines[0]
     assert "cell 2/3 took 1m01s" in lines[1] and "~59s left" in lines[1] and lines[1].endswith("step_1()")
     assert lines[2].startswith("[1/2] a/smoke: ok in 2m05s") and "~30s left" in lines[2]
     assert len(lines) == 3
     assert progress.duration(3725) == "1h02m" and progress.duration(None) == "?"
+    fresh = io.StringIO()
+    progress.RunProgress(["a"], "cpu", {}, stream=fresh).paper_started("a")
+    assert "no earlier run of this paper" in fresh.getvalue() and "left in all" not in fresh.getvalue()

@@ -80,8 +80,11 @@ class RunProgress:
         expected = self._expected(name)
         left = self._left_after_current()
         total_left = None if expected is None or left is None else expected + left
-        self._say(f"[{i}/{len(self.names)}] {name}/{self.tier}: started · run {duration(time.perf_counter() - self.t0)}"
-                  f" elapsed · this paper ~{duration(expected)} last time · ~{duration(total_left)} left in the run")
+        estimate = (f"~{duration(expected)} for this paper" if expected is not None else "no earlier run of this paper")
+        if total_left is not None:
+            estimate += f", ~{duration(total_left)} left in all (from the last runs)"
+        self._say(f"[{i}/{len(self.names)}] {name}/{self.tier}: started · {duration(time.perf_counter() - self.t0)} "
+                  f"elapsed · {estimate}")
 
     def cell_done(self, cell, index: int, cells: list) -> None:
         if cell.get("cell_type") != "code":
