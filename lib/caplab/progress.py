@@ -112,7 +112,7 @@ class RunProgress:
         left = self._left_after_current()
         self._say(f"[{i}/{len(self.names)}] {name}/{self.tier}: {status} in {duration(wall_s)} · run "
                   f"{duration(time.perf_counter() - self.t0)} elapsed"
-                  + (f" · ~{duration(left)} left" if i < len(self.names) else ""))
+                  + (f" · ~{duration(left)} left" if i < len(self.names) and left is not None else ""))
 
 
 def _first_line(cell) -> str:
