@@ -37,7 +37,7 @@ def run_folder(tmp_path):
                 code("n = 200", metadata={"tags": ["parameters"]}),
                 code("n = 50\ntier = 'smoke'", metadata={"tags": ["injected-parameters"]}),
                 code("for i in range(10):\n    print('row', i)", outputs=[nbformat.v4.new_output(
-                    "stream", name="stdout", text="".join(f"row {i}\n" for i in range(10)))]),
+                    "stream", name="stdout", text=f"row {i}\n") for i in range(10)]),     # one output per line
                 code("print('short')", outputs=[nbformat.v4.new_output("stream", name="stdout", text="short\n")])]
     nbformat.write(nb, out / "demo.ipynb")
     return out, claims
@@ -53,7 +53,7 @@ def test_report_opens_with_claims_and_headline_figure_and_folds_code(tmp_path):
     assert 'src="figures/hist.png"' in top and "figures/other.png" not in top    # the figure the evidence names
     assert "0123456789" in top and 'href="run.log"' in top and 'href="demo.ipynb"' in top
     assert "parameters of this run" in html and "default parameters" in html
-    assert html.count('<details class="caplab-fold caplab-output">') == 1       # the 10-line output, not "short"
+    assert html.count('<details class="caplab-fold caplab-output">') == 1       # the 10 lines, not "short"
     assert broken_links(out / "report.html") == []
 
 

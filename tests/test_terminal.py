@@ -39,7 +39,7 @@ def test_without_the_runner_nothing_is_redirected():
 def test_describe_model_specs():
     assert runlog.describe({"family": "llama", "d_model": 64, "n_layer": 2}) == "llama d64x2"
     assert runlog.describe({"pretrained": "EleutherAI/pythia-70m"}) == "EleutherAI/pythia-70m"
-    assert runlog.describe({"path": "/c/pretrain/ab12cd/model"}) == "pretrain/ab12cd"
+    assert runlog.describe({"path": "/c/pretrain/ab12cd34ef56/model"}) == "pretrain ab12cd34"
 
 
 def test_log_mirror_copies_lines_and_keeps_the_last_state_of_a_progress_bar(tmp_path):

@@ -23,6 +23,7 @@ def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str
     `failure`: why the run failed, shown at the top (the runner knows before provenance.json says so)."""
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(executed, as_version=4)
     folder = executed.parent
@@ -32,6 +33,7 @@ def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str
     quiet = logging.getLogger("caplab.report.render.nbconvert")
     quiet.setLevel(logging.ERROR)        # nbconvert's remarks (e.g. on figures without alt text) are not news
     exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATES)], log=quiet)
+    exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)   # printed lines: one block
     links = {name: path.name for name, path in (run.files() if run else {}).items() if name != "report"}
     links["notebook"] = executed.name
     links["run.log"] = "run.log"        # written by the runner beside the notebook

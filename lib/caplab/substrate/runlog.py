@@ -91,12 +91,13 @@ def progress(line: str) -> None:
 
 
 def describe(spec: dict) -> str:
-    """A model spec in a few words: `llama d64x2`, a hub id, or the cache entry a local path points into."""
+    """A model spec in a few words: `llama d64x2`, a hub id, or the cache entry a local path points into
+    (`pretrain e1c61b13`: the step and the start of its key)."""
     if "pretrained" in spec:
         return str(spec["pretrained"])
     if "path" in spec:
         parts = [p for p in str(spec["path"]).replace(os.sep, "/").split("/") if p and p != "model"]
-        return "/".join(parts[-2:])
+        return " ".join([*parts[-2:-1], parts[-1][:8]]) if parts else "model"
     shape = f"d{spec['d_model']}x{spec['n_layer']}" if "d_model" in spec and "n_layer" in spec else ""
     return " ".join(str(x) for x in (spec.get("family", "model"), shape) if x)
 
