@@ -38,6 +38,13 @@ def evidence_text(evidence: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _unless_said(reason: str, evidence: list[dict[str, Any]]) -> str:
+    """The evidence as text where the verdict's reason does not already name its metrics, else nothing."""
+    if all(m.get("name") and m["name"] in reason for m in evidence):
+        return ""
+    return evidence_text(evidence)
+
+
 def rate_text(value: Any) -> str:
     """A false-positive rate (a fraction) as a percentage, or an em dash where the claim has none yet."""
     if isinstance(value, dict):
@@ -104,6 +111,7 @@ def read_run(folder: Path, notebook: str, tier: str) -> RunSummary | None:
         return None
     claims_doc = claims_doc or {}
     claims = [dict(c, evidence_text=evidence_text(c.get("evidence") or []),
+                   evidence_note=_unless_said(c.get("reason") or "", c.get("evidence") or []),
                    fp_rate_text=rate_text(c.get("false_positive_rate")))
               for c in claims_doc.get("claims", [])]
     metrics = read_json(folder / "metrics.json") or {}
