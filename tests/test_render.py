@@ -33,7 +33,8 @@ def run_folder(tmp_path):
     (tmp_path / "index.html").write_text("")
     nb = nbformat.v4.new_notebook()
     code = nbformat.v4.new_code_cell
-    nb.cells = [nbformat.v4.new_markdown_cell("# Demo"),
+    nb.cells = [nbformat.v4.new_markdown_cell("# Demo\n\nAt the `cpu` tier this is a **small-scale analogue**: "
+                                              "draws from a normal distribution."),
                 code("n = 200", metadata={"tags": ["parameters"]}),
                 code("n = 50\ntier = 'smoke'", metadata={"tags": ["injected-parameters"]}),
                 code("for i in range(10):\n    print('row', i)", outputs=[nbformat.v4.new_output(
@@ -49,6 +50,7 @@ def test_report_opens_with_claims_and_headline_figure_and_folds_code(tmp_path):
     assert_report_opens_with_the_answer(out / "report.html", claims)
     top = html[html.find('id="answer"'):html.find('class="jp-Cell ')]
     assert "A demo paper for tests" in top and "smoke tier" in top and "not evidence" in top
+    assert "<strong>small-scale analogue</strong>: draws from a normal distribution" in top
     assert "5 %" in top and "—" in top                     # the false-positive rate, and its absence
     assert 'src="figures/hist.png"' in top and "figures/other.png" not in top    # the figure the evidence names
     assert "0123456789" in top and 'href="run.log"' in top and 'href="demo.ipynb"' in top

@@ -38,11 +38,24 @@ def render(executed: Path, html: Path, *, notebook: str | None = None, tier: str
     links["notebook"] = executed.name
     links["run.log"] = "run.log"        # written by the runner beside the notebook
     body, _ = exporter.from_notebook_node(nb, resources={"caplab": {
-        "run": run, "notebook": notebook, "tier": tier, "links": links,
+        "run": run, "notebook": notebook, "tier": tier, "links": links, "analogue": analogue(nb),
         "failure": failure or _recorded_failure(run),
         "index": "../../index.html"}})
     atomic_write_text(html, body)
     return html
+
+
+def analogue(nb) -> str | None:
+    """The notebook's own words on what its small tiers are an analogue of: the first paragraph of its opening
+    markdown (before the first code cell) that says "analogue"."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            break
+        if cell.cell_type == "markdown":
+            for paragraph in cell.source.split("\n\n"):
+                if "analogue" in paragraph.lower():
+                    return paragraph.strip()
+    return None
 
 
 def _recorded_failure(run) -> str | None:
