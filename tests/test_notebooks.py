@@ -9,6 +9,7 @@ import pytest
 from caplab import tiers
 from caplab.report.registry import TIERS, papers
 from conftest import FIXTURES, REPO
+from report_checks import assert_run_readable
 
 NOTEBOOKS = REPO / "notebooks"
 PAPER_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -51,7 +52,8 @@ def test_notebook_belongs_to_a_registered_paper(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
 def test_paper_notebook_runs_at_smoke_and_records_every_claim(path, tmp_path):
-    """The smoke tier executes every cell and gives each claim a verdict from evidence (gpu-only claims: not run)."""
+    """The smoke tier executes every cell and gives each claim a verdict from evidence (gpu-only claims: not run);
+    the run reads as a report: no stderr in the notebook, the claims table on top, a history entry, valid links."""
     from caplab import runner
     from caplab.report.registry import claims_for_notebook
     [outcome] = runner.run([path.stem], "smoke", notebooks_dir=NOTEBOOKS, results=tmp_path)
@@ -63,6 +65,7 @@ def test_paper_notebook_runs_at_smoke_and_records_every_claim(path, tmp_path):
         if "smoke" in claim.tiers:
             assert not by_id[claim.id]["reason"].startswith("not measured"), by_id[claim.id]
     assert (outcome.output_dir / "report.html").exists() and (tmp_path / "index.html").exists()
+    assert_run_readable(tmp_path, outcome.output_dir, path.stem, "smoke")
     check_smoke_metrics(path.stem, outcome.output_dir)
 
 

@@ -8,6 +8,7 @@ from caplab import tiers
 from caplab.cli import main
 import demo_paper  # noqa: F401  (registers the fixture papers in this process too)
 from conftest import FIXTURES
+from report_checks import assert_run_readable, broken_links, history_entries, stderr_outputs
 
 pytestmark = pytest.mark.notebook
 
@@ -42,6 +43,19 @@ def test_successful_notebook_produces_report_claims_provenance(mixed_run):
     assert {m["name"] for m in metrics["metrics"]} == {"mean_shift", "check"}
 
 
+def test_library_chatter_goes_to_run_log_not_to_the_report(mixed_run):
+    """The demo notebook warns, logs, writes to stderr and draws a tqdm bar: all of it in run.log, none in a cell."""
+    _, results = mixed_run
+    out = results / "demo" / "smoke"
+    assert stderr_outputs(out / "demo.ipynb") == []
+    log = (out / "run.log").read_text()
+    for chatter in ("demo warning from a dependency", "demo library log line", "demo stderr line", "demo progress"):
+        assert chatter in log, chatter
+    outputs = json.dumps([c.get("outputs") for c in json.loads((out / "demo.ipynb").read_text())["cells"]])
+    assert "demo stderr line" not in outputs and "demo library log line" not in outputs and "it/s" not in outputs
+    assert_run_readable(results, out, "demo", "smoke")
+
+
 def test_failing_notebook_keeps_partial_output_and_others_still_run(mixed_run):
     rc, results = mixed_run
     assert rc == 1
@@ -53,6 +67,9 @@ def test_failing_notebook_keeps_partial_output_and_others_still_run(mixed_run):
     claims = json.loads((out / "claims.json").read_text())["claims"]
     assert [c["verdict"] for c in claims] == ["not run"] and "failed" in claims[0]["reason"]
     assert json.loads((results / "demo" / "smoke" / "provenance.json").read_text())["run"]["status"] == "ok"
+    [entry] = history_entries(results, "failing", "smoke")
+    assert entry["status"] == "failed" and entry["verdicts"] == {"failing.anything": "not run"}
+    assert 'class="claims"' in html and "the run failed" in html
 
 
 def test_index_lists_verdicts_and_failures(mixed_run):
@@ -63,6 +80,31 @@ def test_index_lists_verdicts_and_failures(mixed_run):
     assert "| demo | smoke | ok | `demo.shift_positive` | **reproduced** |" in card
     assert "| failing | smoke | failed | `failing.anything` | **not run** |" in card
     assert "`kappa.selector_agrees`" in card           # registered papers appear even when not run here
+    assert broken_links(results / "index.html") == []
+    assert "demo/smoke/run.log" in index and "demo/smoke/demo.ipynb" in index and "figures/hist.png" in index
+
+
+def test_index_says_which_verdicts_moved_since_the_previous_run(mixed_run):
+    """A second run of the same paper and tier: the history grows and the index names what moved, old -> new."""
+    from caplab.report import history, index
+    _, results = mixed_run
+    [first] = history_entries(results, "demo", "smoke")
+    earlier = dict(first, time="2000-01-01T00:00:00+00:00",
+                   verdicts=dict(first["verdicts"], **{"demo.check_holds": "inconclusive"}))
+    lines = (results / "history.jsonl").read_text()
+    try:
+        (results / "history.jsonl").write_text(json.dumps(earlier) + "\n" + lines)
+        index.build(results)
+        html = (results / "index.html").read_text()
+        assert "Since the previous run" in html and "demo.check_holds" in html
+        moved = html[html.find("Since the previous run"):html.find('<table class="runs">')]
+        assert "inconclusive" in moved and "reproduced" in moved and "shift_positive" not in moved
+        assert "demo.check_holds` inconclusive -> reproduced" in (results / "scorecard.md").read_text()
+        assert history.change(history.read(results), "demo", "smoke").moved == [
+            ("demo.check_holds", "inconclusive", "reproduced")]
+    finally:
+        (results / "history.jsonl").write_text(lines)
+        index.build(results)
 
 
 @pytest.mark.parametrize("content, message", [

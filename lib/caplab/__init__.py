@@ -6,3 +6,8 @@ fits, bootstrap, slopes) and `substrate` (tiny models, tokenizers, tasks, traini
 `params` (typed parameters) serves every layer; `runner` and `cli` sit on top and drive notebooks through papermill.
 """
 __version__ = "0.1.0"
+
+# Under the runner (`$CAPLAB_RUN_LOG` set), library chatter goes to run.log from the first import on.
+from caplab.substrate import runlog as _runlog  # noqa: E402
+
+_runlog.capture()

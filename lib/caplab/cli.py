@@ -114,4 +114,5 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    logging.getLogger("papermill").setLevel(logging.WARNING)   # progress comes from caplab.progress, one line each
     return args.func(args)

@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from caplab import progress as terminal
 from caplab import tiers
-from caplab.report import index, provenance
+from caplab.report import history, index, provenance
 from caplab.report.record import OUTPUT_ENV, write_json
 from caplab.report.registry import claims_for_notebook
 from caplab.report.rules import NOT_RUN
+from caplab.substrate import runlog
 
 log = logging.getLogger("caplab.runner")
 
@@ -29,7 +31,8 @@ CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 6 * 3600}
 START_TIMEOUT = 120
 # Defaults for the kernel's environment (a value already set wins): offline hub, text progress, no load bars.
 KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "TQDM_MININTERVAL": "5"}
+              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+              "TRANSFORMERS_VERBOSITY": "error", "TQDM_MININTERVAL": "5"}
 
 
 @dataclass
@@ -57,13 +60,29 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
-def render_html(executed: Path, html: Path) -> None:
-    """nbconvert the executed notebook to a standalone HTML report (images embedded)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    from caplab.substrate.cache import atomic_write_text
-    atomic_write_text(html, body)
+def render_html(executed: Path, html: Path, failure: str | None = None) -> None:
+    """nbconvert the executed notebook to the HTML report (the project's template: the answer first, code folded);
+    `failure` says why the run failed, at the top."""
+    from caplab.report.render import render
+    render(executed, html, failure=failure)
+
+
+def execute_with_log(plan: tiers.Plan, executed: Path, out: Path, *, kernel: str, timeout: int,
+                     progress: terminal.RunProgress | None = None) -> None:
+    """papermill, with the kernel's library output (logging, warnings, progress bars, stderr) routed to
+    `out/run.log` (see caplab.substrate.runlog), that file mirrored to the terminal as it grows, and a terminal line
+    per long cell. The caller restores os.environ."""
+    import papermill
+    log_file = out / "run.log"
+    os.environ[runlog.LOG_ENV] = str(log_file.resolve())
+    with open(log_file, "a", encoding="utf-8") as fh:
+        fh.write(f"caplab: {plan.notebook} at the {plan.tier} tier, parameters {plan.params_file}, "
+                 f"started {provenance.now()}\n")
+    with terminal.LogMirror(log_file, prefix=f"  {plan.notebook} | "):
+        papermill.execute_notebook(
+            str(plan.path), str(executed), parameters=plan.params, kernel_name=kernel, progress_bar=False,
+            log_output=False, start_timeout=START_TIMEOUT, execution_timeout=timeout, cwd=str(plan.path.parent),
+            engine_name=terminal.ENGINE, on_cell=progress.cell_done if progress else None)
 
 
 def _mark_not_run(plan: tiers.Plan, out: Path, reason: str) -> None:
@@ -73,8 +92,8 @@ def _mark_not_run(plan: tiers.Plan, out: Path, reason: str) -> None:
     write_json(out / "claims.json", {"notebook": plan.notebook, "tier": plan.tier, "claims": claims})
 
 
-def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int | None = None) -> Outcome:
-    import papermill
+def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int | None = None,
+            progress: terminal.RunProgress | None = None) -> Outcome:
     from papermill.exceptions import PapermillExecutionError
 
     out = results / plan.notebook / plan.tier
@@ -90,10 +109,8 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
         os.environ.setdefault(key, value)
     log.info("[%s/%s] executing %s -> %s", plan.notebook, plan.tier, plan.path, out)
     try:
-        papermill.execute_notebook(
-            str(plan.path), str(executed), parameters=plan.params, kernel_name=kernel, progress_bar=False,
-            log_output=True, start_timeout=START_TIMEOUT,
-            execution_timeout=cell_timeout or CELL_TIMEOUT[plan.tier], cwd=str(plan.path.parent))
+        execute_with_log(plan, executed, out, kernel=kernel, timeout=cell_timeout or CELL_TIMEOUT[plan.tier],
+                         progress=progress)
     except PapermillExecutionError as exc:
         status, failed_cell = "failed", exc.exec_count
         error = f"cell [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
@@ -108,7 +125,7 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
         _mark_not_run(plan, out, f"the notebook failed: {error}")
     if executed.exists():
         try:
-            render_html(executed, html)
+            render_html(executed, html, failure=error)
         except Exception as exc:  # a render failure must not hide the run's outcome
             status, error = "failed", error or f"rendering HTML failed: {exc}"
     run = {"status": status, "error": error, "failed_cell": failed_cell, "params_file": str(plan.params_file),
@@ -129,6 +146,20 @@ def run(notebooks: list[str] | None, tier: str, *, notebooks_dir: Path, results:
     names = notebooks or tiers.available_notebooks(notebooks_dir)
     plans = [tiers.plan(notebooks_dir, name, tier) for name in names]     # raises before anything runs
     kernel = ensure_kernel()
-    outcomes = [execute(p, results, kernel=kernel, cell_timeout=cell_timeout) for p in plans]
+    progress = terminal.RunProgress([p.notebook for p in plans], tier,
+                                    history.last_runs(history.read(results), tier))
+    outcomes = []
+    for p in plans:
+        progress.paper_started(p.notebook)
+        outcome = execute(p, results, kernel=kernel, cell_timeout=cell_timeout, progress=progress)
+        record_history(results, outcome)
+        progress.paper_done(p.notebook, outcome.status, outcome.wall_s)
+        outcomes.append(outcome)
     index.build(results)
     return outcomes
+
+
+def record_history(results: Path, outcome: Outcome) -> None:
+    """One line in results/history.jsonl for this run: what the index compares the next run with."""
+    history.append(results, history.entry_for_run(outcome.output_dir, notebook=outcome.notebook,
+                                                  tier=outcome.tier))

@@ -18,6 +18,7 @@ import pandas as pd
 from caplab.papers import _types as T
 from caplab.params import Tier
 from caplab.stats.resampling import bootstrap_draws, bootstrap_interval, percentile_interval
+from caplab.substrate import runlog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,7 @@ def grid(budgets, shares, ratios, ratio_budgets=None) -> pd.DataFrame:
 
 def run_grid(plan: pd.DataFrame, base: dict, train_sft: Callable[[dict, int], dict],
              train_dpo: Callable[[dict, int], dict], score: Callable[[dict], pd.DataFrame],
-             log: Callable[[str], None] = print) -> pd.DataFrame:
+             log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
     """Every run of `plan`: `train_sft(base, n_sft)` -> spec, `train_dpo(spec, n_pft)` -> spec, `score(spec)` ->
     one row per test question (question, correct, formatted). Returns the long frame: plan columns x questions."""
     frames = []

@@ -2,19 +2,21 @@
 
 Every registered paper appears, with each run found under `results/<notebook>/<tier>/` (its claims.json and
 provenance.json) and, for a paper never run, its claims as "not run". Claims are read from the runs' own files,
-so the scorecard shows exactly the verdicts the reports show.
+so the scorecard shows exactly the verdicts the reports show. Each row also says what moved since the previous run
+of the same paper and tier (from `results/history.jsonl`).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from caplab.report import history
 from caplab.report.registry import TIERS, papers
 from caplab.report.rules import NOT_RUN
+from caplab.report.summary import headline_figures, read_run
 from caplab.substrate.cache import atomic_write_text
 
 
@@ -28,44 +30,32 @@ class RunRow:
     report: str | None               # link relative to results/
     provenance: dict[str, Any]
     claims: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _evidence_text(evidence: list[dict[str, Any]]) -> str:
-    parts = []
-    for m in evidence:
-        v = m.get("value")
-        text = f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-        if m.get("lo") is not None and m.get("hi") is not None:
-            text += f" [{m['lo']:.4g}, {m['hi']:.4g}]"
-        parts.append(f"{m['name']} = {text}")
-    return "; ".join(parts)
+    links: dict[str, str] = field(default_factory=dict)         # report, notebook, run.log: relative to results/
+    thumbnail: str | None = None     # the headline figure, relative to results/
+    wall_s: float | None = None
+    git: str | None = None
+    change: history.Change | None = None
 
 
 def collect(results: Path) -> list[RunRow]:
     rows = []
+    entries = history.read(results)
     for paper in papers().values():
         found = False
         for tier in TIERS:
-            folder = results / paper.notebook / tier
-            claims_doc = _read(folder / "claims.json")
-            prov = _read(folder / "provenance.json") or {}
-            if claims_doc is None and not prov:
+            run = read_run(results / paper.notebook / tier, paper.notebook, tier)
+            if run is None:
                 continue
             found = True
-            own = {c.id for c in paper.claims}
-            claims = [dict(c, evidence_text=_evidence_text(c.get("evidence", [])))
-                      for c in (claims_doc or {}).get("claims", []) if c.get("claim") in own]
-            status = prov.get("run", {}).get("status", "ok (interactive)" if prov else "unknown")
-            report = folder / "report.html"
-            rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, status,
-                               str(report.relative_to(results)) if report.exists() else None, prov, claims))
+            own = [c.id for c in paper.claims]
+            claims = [c for c in run.claims if c.get("claim") in own]
+            links = {name: str(path.relative_to(results)) for name, path in run.files().items()}
+            figures = headline_figures(claims, run.recorded_figures, run.folder)   # this paper's own claims
+            thumb = run.figure_file(figures[0]) if figures else None
+            rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, run.status, links.get("report"),
+                               run.provenance, claims, links,
+                               str(thumb.relative_to(results)) if thumb else None, run.wall_s, run.git_sha,
+                               history.change(entries, paper.notebook, tier, own)))
         if not found:
             rows.append(RunRow(paper.id, paper.title, paper.arxiv, None, "never run", None, {},
                                [{"claim": c.id, "statement": c.statement, "verdict": NOT_RUN,
@@ -74,11 +64,14 @@ def collect(results: Path) -> list[RunRow]:
     return rows
 
 
-def _markdown(rows: list[RunRow]) -> str:
+def _markdown(rows: list[RunRow], changes: list[tuple[RunRow, str, str, str]]) -> str:
     lines = ["# caplab replication scorecard", "",
              "Verdicts are computed from measured evidence by each claim's stated rule. The cpu tier is a "
-             "small-scale analogue (tiny models on synthetic tasks); the smoke tier checks the machinery only.", "",
-             "| paper | tier | status | claim | verdict | evidence | when, on what |", "|---|---|---|---|---|---|---|"]
+             "small-scale analogue (tiny models on synthetic tasks); the smoke tier checks the machinery only.", ""]
+    if changes:
+        lines += ["Verdicts that moved since the previous run:", ""]
+        lines += [f"- {r.paper} {r.tier}: `{claim}` {old} -> {new}" for r, claim, old, new in changes] + [""]
+    lines += ["| paper | tier | status | claim | verdict | evidence | when, on what |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         when = ""
         if r.provenance:
@@ -103,7 +96,9 @@ def build(results: Path) -> Path:
     for r in rows:
         for c in r.claims:
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-    html = env.get_template("index.html.j2").render(rows=rows, counts=counts)
+    changes = [(r, claim, old, new) for r in rows if r.change for claim, old, new in r.change.moved]
+    compared = sum(1 for r in rows if r.change and r.change.previous)
+    html = env.get_template("index.html.j2").render(rows=rows, counts=counts, changes=changes, compared=compared)
     atomic_write_text(results / "index.html", html)
-    atomic_write_text(results / "scorecard.md", _markdown(rows))
+    atomic_write_text(results / "scorecard.md", _markdown(rows, changes))
     return results / "index.html"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.weightstats import DescrStatsW
 
+from caplab.substrate import runlog
 from caplab.substrate.cache import default_cache
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.evaluate import mean_loss
@@ -75,7 +76,10 @@ def trajectory(base: dict[str, Any], arm: Arm, train_b: TokenDataset, fit_b: Tok
             "control_a": dataset_digest(control_a), "config": config, "eval_every": eval_every_tokens,
             "eval_batch": eval_batch_size}
 
+    computed = []
+
     def compute() -> pd.DataFrame:
+        computed.append(True)
         model, _ = get_model(base)
         model, trainable = _prepare(model, arm)
         cfg = dataclasses.replace(config, trainable=trainable,
@@ -95,7 +99,11 @@ def trajectory(base: dict[str, Any], arm: Arm, train_b: TokenDataset, fit_b: Tok
         rows["trainable"] = result.n_params["trainable"]
         return rows
 
-    return cache.get_or_compute("finetune-trajectory", args, compute)
+    rows = cache.get_or_compute("finetune-trajectory", args, compute)
+    last = rows.iloc[-1]
+    runlog.summary(f"finetune {arm.name} (seed {seed})", steps=int(last.step), tokens=int(last.tokens),
+                   note=f"new-task loss {last.fit_b:.4g}, control loss {last.control_a:.4g}", cached=not computed)
+    return rows
 
 
 def _token_budget(config: TrainConfig, data: TokenDataset) -> int:

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 import pandas as pd
 
 from caplab.params import Fields, Lazy
+from caplab.substrate import runlog
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.models import get_model, strict_from_dict
 
@@ -129,6 +130,17 @@ def _finish(trainer, tokenizer, tmp: Path, method: str, n_rows: int) -> None:
          "tokens": int(trainer.state.num_input_tokens_seen or 0)}, indent=1))
 
 
+def summarize_trainer_run(path: Path, what: str, *, cached: bool, note: str = "") -> None:
+    """The one line a TRL run leaves in its notebook cell, from its cache entry (summary.json, log.csv)."""
+    summary = json.loads((path / "summary.json").read_text())
+    log = pd.read_csv(path / "log.csv") if (path / "log.csv").stat().st_size > 1 else pd.DataFrame()
+    losses = log["loss"].dropna() if "loss" in log else pd.Series(dtype=float)
+    runtime = log["train_runtime"].dropna() if "train_runtime" in log else pd.Series(dtype=float)
+    runlog.summary(what, steps=summary.get("steps"), tokens=summary.get("tokens"),
+                   loss=float(losses.iloc[-1]) if len(losses) else None,
+                   seconds=float(runtime.iloc[-1]) if len(runtime) else None, cached=cached, note=note)
+
+
 def sft(model_spec: dict, prompts: list[str], completions: list[str], settings: SFTSettings | dict, *,
         cache=None) -> dict:
     """The model spec after TRL SFT of `model_spec` on prompt -> completion pairs (loss on the completion)."""
@@ -140,20 +152,26 @@ def sft(model_spec: dict, prompts: list[str], completions: list[str], settings: 
     cache = cache if cache is not None else default_cache()
     args = {"model": model_spec, "data": _digest(prompts, completions), "settings": settings}
 
+    built = []
+
     def build(tmp: Path) -> None:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
 
+        built.append(tmp)
         model, tokenizer = get_model(model_spec)
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "completion": [c + eos for c in completions]})
         config = SFTConfig(**_common_args(settings, len(prompts), tmp / "trainer"), completion_only_loss=True)
         trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
                              peft_config=_peft_config(settings))
+        runlog.quiet_trainer(trainer)
         trainer.train()
         _finish(trainer, tokenizer, tmp, "sft", len(prompts))
 
-    return {"path": str(cache.directory("sft", args, build) / "model")}
+    entry = cache.directory("sft", args, build)
+    summarize_trainer_run(entry, f"sft {runlog.describe(model_spec)} on {len(prompts)} examples", cached=not built)
+    return {"path": str(entry / "model")}
 
 
 def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[str],
@@ -168,10 +186,13 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
     cache = cache if cache is not None else default_cache()
     args = {"model": model_spec, "data": _digest(prompts, chosen, rejected), "settings": settings}
 
+    built = []
+
     def build(tmp: Path) -> None:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
 
+        built.append(tmp)
         model, tokenizer = get_model(model_spec)
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "chosen": [c + eos for c in chosen],
@@ -181,7 +202,10 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
         reference = None if settings.lora else get_model(model_spec)[0]     # LoRA: the adapter-free base
         trainer = DPOTrainer(model=model, ref_model=reference, args=config, train_dataset=rows,
                              processing_class=tokenizer, peft_config=_peft_config(settings))
+        runlog.quiet_trainer(trainer)
         trainer.train()
         _finish(trainer, tokenizer, tmp, "dpo", len(prompts))
 
-    return {"path": str(cache.directory("dpo", args, build) / "model")}
+    entry = cache.directory("dpo", args, build)
+    summarize_trainer_run(entry, f"dpo {runlog.describe(model_spec)} on {len(prompts)} pairs", cached=not built)
+    return {"path": str(entry / "model")}

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from caplab.science.posttrain import _digest
+from caplab.science.posttrain import _digest, summarize_trainer_run
+from caplab.substrate import runlog
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.chains import correct_reward, is_correct
 from caplab.substrate.evaluate import generate_texts
@@ -111,11 +112,14 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
     args = {"model": model_spec, "data": _digest(prompts, answers), "test": _digest(test_prompts, test_answers),
             "settings": settings}
 
+    built = []
+
     def build(tmp: Path) -> None:
         from datasets import Dataset
         from transformers import TrainerCallback
         from trl import GRPOConfig, GRPOTrainer
 
+        built.append(tmp)
         model, tokenizer = get_model(model_spec)
         if not model.config.name_or_path:         # TRL builds the KL reference from this path: give it one
             model.save_pretrained(tmp / "start")
@@ -135,7 +139,7 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
             rows.append({"step": step, "prompts_seen": step * settings.prompts_per_update, "tokens": tokens,
                          "compute": 6.0 * counts["non_embedding"] * tokens,
                          "compute_total_params": 6.0 * counts["total"] * tokens, "error": error})
-            print(f"grpo step {step}/{settings.steps}: tokens {tokens:,}, held-out error {error:.3f}", flush=True)
+            runlog.progress(f"grpo step {step}/{settings.steps}: tokens {tokens:,}, held-out error {error:.3f}")
 
         class Evaluate(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
@@ -150,6 +154,7 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
         config = GRPOConfig(**_trainer_args(settings, tmp / "trainer"))
         trainer = GRPOTrainer(model=model, reward_funcs=[correct_reward], args=config, train_dataset=data,
                               processing_class=tokenizer, callbacks=[Evaluate()])
+        runlog.quiet_trainer(trainer)
         trainer.train()
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
@@ -164,7 +169,11 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
         atomic_write_text(tmp / "summary.json", json.dumps({"steps": trainer.state.global_step,
                                                             "tokens": int(trainer.state.num_input_tokens_seen)}))
 
-    return GRPORun(cache.directory("grpo", args, build))
+    run = GRPORun(cache.directory("grpo", args, build))
+    curve = run.curve
+    summarize_trainer_run(run.path, f"grpo {runlog.describe(model_spec)}", cached=not built,
+                          note=f"held-out error {curve.error.iloc[0]:.3f} -> {curve.error.iloc[-1]:.3f}")
+    return run
 
 
 @dataclasses.dataclass

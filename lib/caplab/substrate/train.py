@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from caplab.substrate.data import TokenDataset
+from caplab.substrate import runlog
 from caplab.substrate.models import get_model, load_local, param_counts, strict_from_dict
 
 PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
@@ -210,8 +211,8 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
                                  "grad_norm": float(grad_norm), "seconds": time.perf_counter() - started})
         if time.perf_counter() - last_progress >= PROGRESS_EVERY_S or last:
             last_progress = time.perf_counter()
-            print(f"train: step {state['step']}/{total_steps}  tokens {state['tokens']:,}  loss {loss.item():.4f}"
-                  f"  {last_progress - started:.0f} s", flush=True)
+            runlog.progress(f"train: step {state['step']}/{total_steps}  tokens {state['tokens']:,}  "
+                            f"loss {loss.item():.4f}  {last_progress - started:.0f} s")
         while state["targets_done"] < len(targets) and state["tokens"] >= targets[state["targets_done"]]:
             fire(targets[state["targets_done"]])
             state["targets_done"] += 1
@@ -297,7 +298,10 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     cache = cache if cache is not None else default_cache()
     args = {"model": model_spec, "data": dataset_digest(dataset), "config": config, "loss": loss_name}
 
+    built = []
+
     def build(tmp: Path) -> None:
+        built.append(tmp)
         scratch = cache.scratch_path(step, args)
         model, tokenizer = get_model(model_spec)
 
@@ -324,7 +328,17 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
              "flops_total": 6.0 * result.n_params["total"] * result.tokens,
              "seconds": float(result.log.seconds.iloc[-1]) if len(result.log) else 0.0}, indent=1))
 
-    return TrainedRun(cache.directory(step, args, build))
+    run = TrainedRun(cache.directory(step, args, build))
+    _summarize(run, f"{step} {runlog.describe(model_spec)}", cached=not built)
+    return run
+
+
+def _summarize(run: TrainedRun, what: str, *, cached: bool) -> None:
+    """The one line a training run leaves in its notebook cell."""
+    summary, log = run.summary, run.log
+    runlog.summary(what, steps=summary.get("steps"), tokens=summary.get("tokens"),
+                   loss=float(log.loss.iloc[-1]) if len(log) else None, seconds=summary.get("seconds"),
+                   cached=cached)
 
 
 def prepare_base(spec: dict, corpus: TokenDataset, pretrain: dict, *, cache=None) -> dict:
