@@ -103,6 +103,16 @@ def validate(notebook_path: Path, params: dict[str, Any], *, source: str) -> dic
     return params
 
 
+def require_complete(notebook_path: Path, params: dict[str, Any], *, source: str) -> None:
+    """A tier file sets every parameter of its notebook: an empty or partial file would silently run the notebook's
+    own defaults (the cpu ones) under the tier's name."""
+    declared = notebook_parameters(notebook_path)
+    unset = sorted(k for k in declared if k not in RESERVED and k not in params)
+    if unset:
+        raise ParameterError(f"{notebook_path.stem}: {source} {'is empty: it ' if not params else ''}does not set "
+                             f"{', '.join(unset)}; a tier file must set every parameter of the notebook")
+
+
 def params_file(notebooks: Path, notebook: str, tier: str) -> Path:
     return notebooks / "params" / notebook / f"{tier}.yaml"
 
@@ -127,6 +137,7 @@ def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
         raise ParameterError(f"no notebook {path}; available: {', '.join(available) or 'none'}")
     pfile = params_file(notebooks, notebook, tier)
     params = validate(path, load_params(pfile, notebook), source=str(pfile))
+    require_complete(path, params, source=str(pfile))
     return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
 
 

@@ -24,7 +24,7 @@ class RunRow:
     title: str
     arxiv: str
     tier: str | None
-    status: str                      # ok / failed / never run
+    status: str                      # ok / failed / never run / interrupted (...)
     report: str | None               # link relative to results/
     provenance: dict[str, Any]
     claims: list[dict[str, Any]] = field(default_factory=list)
@@ -56,13 +56,16 @@ def collect(results: Path) -> list[RunRow]:
             folder = results / paper.notebook / tier
             claims_doc = _read(folder / "claims.json")
             prov = _read(folder / "provenance.json") or {}
-            if claims_doc is None and not prov:
+            interrupted = _read(folder.with_name(f"{tier}.interrupted.json"))
+            if claims_doc is None and not prov and interrupted is None:
                 continue
             found = True
             own = {c.id for c in paper.claims}
             claims = [dict(c, evidence_text=_evidence_text(c.get("evidence", [])))
                       for c in (claims_doc or {}).get("claims", []) if c.get("claim") in own]
             status = prov.get("run", {}).get("status", "ok (interactive)" if prov else "unknown")
+            if interrupted is not None:
+                status, claims = _interrupted(interrupted, status if claims_doc or prov else None, paper, claims)
             report = folder / "report.html"
             rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, status,
                                str(report.relative_to(results)) if report.exists() else None, prov, claims))
@@ -72,6 +75,16 @@ def collect(results: Path) -> list[RunRow]:
                                  "reason": "no run found under results/", "paper_value": c.paper_value,
                                  "evidence_text": "", "rule": c.rule.describe()} for c in paper.claims]))
     return rows
+
+
+def _interrupted(record: dict[str, Any], previous: str | None, paper, claims: list[dict]) -> tuple[str, list]:
+    """The status of a run whose last attempt was interrupted: the previous run's results (and report link) stay."""
+    status = f"interrupted {record.get('ended', '')}".strip()
+    if previous is not None:
+        return f"{status}; previous run kept ({previous})", claims
+    return status, [{"claim": c.id, "statement": c.statement, "verdict": NOT_RUN, "evidence_text": "",
+                     "reason": "the run was interrupted before it finished", "paper_value": c.paper_value,
+                     "rule": c.rule.describe()} for c in paper.claims]
 
 
 def _markdown(rows: list[RunRow]) -> str:
