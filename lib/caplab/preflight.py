@@ -103,7 +103,7 @@ def _datasets_cache() -> Path:
 def _dataset_cached(need: Need, hub_cache: Path) -> bool:
     """Prepared by `datasets` (its cache: `<namespace>___<name>/<config>/<version>/<hash>/`), or the repository's
     files in the hub cache at this revision."""
-    from datasets.utils.py_utils import camelcase_to_snakecase
+    from datasets.naming import camelcase_to_snakecase     # how `datasets` names its cache folders
     parts = need.id.split("/")
     parts[-1] = camelcase_to_snakecase(parts[-1])
     prepared = _datasets_cache() / "___".join(parts)
