@@ -126,7 +126,7 @@ def test_a_second_run_is_refused_and_ctrl_c_prints_one_line(tmp_path, capsys):
         assert _started(results), first.communicate()[1] if first.poll() is not None else "never started"
         assert run_cli(results, "run", "demo", "--tier", "smoke") == 2
         err = capsys.readouterr().err
-        assert f"pid {first.pid} on {socket.gethostname()}" in err and "caplab.cli" in err
+        assert f"pid {first.pid} on {socket.gethostname()}, started 20" in err and f"kill {first.pid}" in err
         assert not (results / "demo").exists()                   # the refused run touched nothing
         os.killpg(first.pid, signal.SIGINT)                       # Ctrl-C in the terminal: the whole group
         _, err = first.communicate(timeout=60)

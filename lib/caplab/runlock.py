@@ -52,13 +52,20 @@ def _read(fh) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _command() -> list[str]:
+    """This process's command line as typed: `python -m caplab run ...`."""
+    args = list(sys.argv)
+    if args and Path(args[0]).name == "__main__.py":
+        args[0:1] = ["-m", Path(args[0]).parent.name]
+    return [Path(sys.executable).name, *args]
+
+
 @contextlib.contextmanager
 def hold(results: Path, command: list[str] | None = None) -> Iterator[dict]:
     """Hold the results folder's run lock for the block, or raise RunLocked naming the run that holds it."""
     results.mkdir(parents=True, exist_ok=True)
     path = lock_path(results)
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "command": shlex.join(command if command is not None else [Path(sys.executable).name, *sys.argv]),
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(command or _command()),
           "started": provenance.now()}
     fh = open(path, "a+", encoding="utf-8")
     try:
