@@ -275,51 +275,47 @@ def test_result_files_are_readable_by_others_as_the_umask_allows(baseline):
 
 
 # -- a killed training resumes to the same numbers ------------------------------------------------------------------
-TRAIN_SCRIPT = """
+TRAINING = """
 import os, signal, sys
 from caplab.substrate import data
 from caplab.substrate.cache import Cache
 from caplab.substrate.models import tiny_model
 from caplab.substrate.train import TrainConfig, train_cached
 
-tok = tiny_model("0.1M")[1]
-blocks = data.pack_blocks(data.zipf_language(400, vocab_size=40, seed=0), tok, 32)
-config = TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=3, save_every=10,
-                     checkpoint_tokens=(1280, 3840, 6400))
-kill_at = {"mid-training": 6400, "after the last step": None}.get(sys.argv[2], "never")
+def run(cache, kill_at="never"):
+    tok = tiny_model("0.1M")[1]
+    blocks = data.pack_blocks(data.zipf_language(200, vocab_size=40, seed=0), tok, 32)
+    config = TrainConfig(steps=12, batch_size=8, lr=3e-3, warmup_steps=2, save_every=4, checkpoint_tokens=(768, 2304))
 
-def kill(model, info):
-    if info["target_tokens"] == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
+    def kill(model, info):
+        if info["target_tokens"] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return train_cached({"size": "0.1M", "seed": 0}, blocks, config, cache=Cache(cache, version="t"), callbacks=[kill])
 
-run = train_cached({"size": "0.1M", "seed": 0}, blocks, config, cache=Cache(sys.argv[1], version="t"),
-                   callbacks=[kill])
-print(run.path)
+if __name__ == "__main__":
+    run(sys.argv[1], {"mid-training": 2304, "after the last step": None}[sys.argv[2]])
 """
-
-
-def _train(cache, when):
-    done = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(cache), when], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "lib")}, timeout=300)
-    return done.returncode, done.stdout.strip()
 
 
 def test_a_training_killed_at_several_points_resumes_to_identical_metrics(tmp_path):
     import pandas as pd
-    rc, reference = _train(tmp_path / "reference", "never")
-    assert rc == 0
+    (tmp_path / "training.py").write_text(TRAINING)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import training
+    finally:
+        sys.path.remove(str(tmp_path))
+    reference = training.run(tmp_path / "reference").path
     for point in ("mid-training", "after the last step"):
         cache = tmp_path / point.replace(" ", "-")
-        rc, _ = _train(cache, point)
-        assert rc == -signal.SIGKILL, point
-        assert not list(cache.glob("train/*/COMPLETE")), point             # nothing complete was left behind
-        rc, resumed = _train(cache, "never")
-        assert rc == 0, point
+        killed = subprocess.run([sys.executable, str(tmp_path / "training.py"), str(cache), point], timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(REPO / "lib")})
+        assert killed.returncode == -signal.SIGKILL, point
+        assert list(cache.glob("train/*.scratch/state.pt")) and not list(cache.glob("train/*/COMPLETE")), point
+        resumed = training.run(cache).path
         for name in ("log.csv", "evals.csv", "checkpoints.csv"):
             columns = ["step", "tokens", "loss", "lr", "grad_norm"] if name == "log.csv" else None
-            a = pd.read_csv(f"{resumed}/{name}", usecols=columns)
-            b = pd.read_csv(f"{reference}/{name}", usecols=columns)
+            a, b = pd.read_csv(resumed / name, usecols=columns), pd.read_csv(reference / name, usecols=columns)
             assert a.equals(b), (point, name)
-        for weights in ("model/model.safetensors", "checkpoints/tokens-000000006400/model.safetensors"):
-            with open(f"{resumed}/{weights}", "rb") as a, open(f"{reference}/{weights}", "rb") as b:
-                assert a.read() == b.read(), (point, weights)
+        for weights in ("model/model.safetensors", "checkpoints/tokens-000000002304/model.safetensors"):
+            assert (resumed / weights).read_bytes() == (reference / weights).read_bytes(), (point, weights)
