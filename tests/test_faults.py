@@ -81,6 +81,25 @@ def test_interrupted_runs_keep_the_previous_results_and_a_rerun_gives_the_same_m
     assert "interrupted" not in (results / "index.html").read_text()
 
 
+def test_ctrl_c_during_the_swap_waits_until_the_new_results_are_in(baseline, tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(baseline, results)
+    real_exchange = staging._exchange
+
+    def ctrl_c_then_exchange(a, b):
+        os.kill(os.getpid(), signal.SIGINT)          # delivered only once the swap is complete
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(runner, "_execute_into", _finished_elsewhere)
+    monkeypatch.setattr(staging, "_exchange", ctrl_c_then_exchange)
+    assert run_cli(results, "run", "demo", "--tier", "smoke") == 130
+    assert "interrupted: after demo/smoke finished" in capsys.readouterr().err
+    assert json.loads((results / "demo" / "smoke" / "metrics.json").read_text()) == {
+        "metrics": "from the interrupted run"}                 # the finished run's results, whole
+    assert not (results / "demo" / "smoke.interrupted.json").exists()
+    assert sorted(p.name for p in (results / "demo").iterdir()) == ["smoke"]
+
+
 def test_leftovers_of_a_killed_run_are_cleared_and_a_halfway_swap_is_undone(tmp_path):
     final = tmp_path / "results" / "demo" / "smoke"
     moved = final.with_name(f".smoke.old-{DEAD_PID}")          # killed between the two renames of a swap

@@ -89,6 +89,8 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
         outcome = _execute_into(plan, out, kernel=kernel, cell_timeout=cell_timeout)
         staging.swap_in(out, final)
     except KeyboardInterrupt:
+        if not out.exists():                  # swapped in: this notebook finished, the run stops after it
+            raise staging.RunInterrupted(f"after {plan.notebook}/{plan.tier} finished ({final})") from None
         staging.discard(out)
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)    # the dead kernel's pending reply: not news
         wall = time.perf_counter() - t0

@@ -68,15 +68,24 @@ def new(final: Path) -> Path:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block is done (main thread only; elsewhere signals are not delivered)."""
+    """Ctrl-C and SIGTERM received during the block take effect when it is done (main thread only; elsewhere
+    Python delivers no signals). Python-level handlers, not a signal mask: another thread may receive the signal."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)       # default_int_handler raises KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -92,9 +101,10 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def swap_in(staging: Path, final: Path) -> None:
-    """Make the finished `staging` folder the results at `final`; the previous results are removed after. A reader
-    sees the old folder or the new one (one atomic exchange where the system has it, else two renames with Ctrl-C
-    and SIGTERM held back between them); the interruption record, if any, is removed with the old results."""
+    """Make the finished `staging` folder the results at `final` and remove the previous results. A reader sees the
+    old folder or the new one (one atomic exchange where the system has it, else two renames); Ctrl-C and SIGTERM
+    wait until it is all done, so `staging` no longer exists exactly when the swap happened. The interruption
+    record, if any, goes with the old results."""
     with _signals_deferred():
         if not final.exists():
             os.rename(staging, final)
@@ -106,8 +116,8 @@ def swap_in(staging: Path, final: Path) -> None:
             os.rename(final, old)
             os.rename(staging, final)
         interrupted_record(final).unlink(missing_ok=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def discard(staging: Path) -> None:
