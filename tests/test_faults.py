@@ -208,7 +208,8 @@ def test_gpu_preflight_lists_what_the_cache_lacks_before_anything_runs(tmp_path,
     monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
     _fake_hub_model(hf_home, "caplab-test/tiny-lm")
     (hf_home / "datasets" / "caplab-test___present" / "main" / "0.0.0" / "abc").mkdir(parents=True)
-    from caplab.substrate.models import load_pretrained
+    from caplab.substrate.models import hub_cache_dir, load_pretrained
+    assert preflight._hub_cache() == hub_cache_dir()                   # the same cache the loader reads
     assert load_pretrained("caplab-test/tiny-lm", "main")[0].num_parameters() > 0       # a realistic cache
 
     notebooks = tmp_path / "notebooks"

@@ -9,6 +9,7 @@ Skipped when downloads are allowed (`HF_HUB_OFFLINE=0`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,6 +94,21 @@ def _model_cached(need: Need, hub_cache: Path) -> bool:
     return False
 
 
+# Kept light (no torch, no datasets import: the check takes a moment, not the seconds those imports take).
+def _hub_cache() -> Path:
+    """The hub cache as `caplab.substrate.models.hub_cache_dir` finds it: `HF_HUB_CACHE`, else `$HF_HOME/hub`."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    return Path(home) / "hub"
+
+
+def _snake(name: str) -> str:
+    """`datasets.naming.camelcase_to_snakecase`: how `datasets` names a dataset's cache folder."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
+
+
 def _datasets_cache() -> Path:
     if os.environ.get("HF_DATASETS_CACHE"):
         return Path(os.environ["HF_DATASETS_CACHE"])
@@ -103,9 +119,8 @@ def _datasets_cache() -> Path:
 def _dataset_cached(need: Need, hub_cache: Path) -> bool:
     """Prepared by `datasets` (its cache: `<namespace>___<name>/<config>/<version>/<hash>/`), or the repository's
     files in the hub cache at this revision."""
-    from datasets.naming import camelcase_to_snakecase     # how `datasets` names its cache folders
     parts = need.id.split("/")
-    parts[-1] = camelcase_to_snakecase(parts[-1])
+    parts[-1] = _snake(parts[-1])
     prepared = _datasets_cache() / "___".join(parts)
     if any(p.is_dir() for p in prepared.glob(f"{need.config or '*'}/*/*")):
         return True
@@ -119,8 +134,7 @@ def missing(params: Any) -> list[Need]:
     wanted = list(dict.fromkeys(needs(params)))
     if not wanted:
         return []
-    from caplab.substrate.models import hub_cache_dir        # imports torch: only when something is named
-    hub_cache = hub_cache_dir()
+    hub_cache = _hub_cache()
     return [n for n in wanted
             if not (_model_cached(n, hub_cache) if n.kind == "model" else _dataset_cached(n, hub_cache))]
 
