@@ -297,12 +297,21 @@ def test_result_files_are_readable_by_others_as_the_umask_allows(baseline):
 # -- a killed training resumes to the same numbers ------------------------------------------------------------------
 TRAINING = """
 import os, signal, sys
+import torch
 from caplab.substrate import data
 from caplab.substrate.cache import Cache
 from caplab.substrate.models import tiny_model
 from caplab.substrate.train import TrainConfig, train_cached
 
 def run(cache, kill_at="never"):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)           # the same sums in the same order here and in the killed process
+    try:
+        return _run(cache, kill_at)
+    finally:
+        torch.set_num_threads(threads)
+
+def _run(cache, kill_at):
     tok = tiny_model("0.1M")[1]
     blocks = data.pack_blocks(data.zipf_language(200, vocab_size=40, seed=0), tok, 32)
     config = TrainConfig(steps=12, batch_size=8, lr=3e-3, warmup_steps=2, save_every=4, checkpoint_tokens=(768, 2304))
