@@ -1,11 +1,13 @@
 # caplab: the two doors are `make reproduce` and `make test`; both create the environment themselves.
-#   make reproduce [PROFILE=smoke|cpu|gpu] [PAPERS="kappa shannon"]
+#   make reproduce [PROFILE=smoke|cpu|gpu] [PAPERS="kappa shannon"] [CELL_TIMEOUT=seconds]
 #   make test | lab | bench | clean | distclean
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= cpu
 PAPERS  ?=
+# Seconds a notebook cell may run (default by tier: smoke 600, cpu 3600, gpu 6 h); env CAPLAB_CELL_TIMEOUT works too.
+CELL_TIMEOUT ?=
 # Models and data come from the Hugging Face cache; set HF_HUB_OFFLINE=0 to let the gpu tier download them.
 export HF_HUB_OFFLINE      ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -21,13 +23,13 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 reproduce: setup
-	$(PY) -m caplab run --tier $(PROFILE) $(PAPERS)
+	$(PY) -m caplab run --tier $(PROFILE) $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT)) $(PAPERS)
 
 test: setup
 	$(PY) -m pytest
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	$(PY) -m caplab.bench --out bench/bench.json

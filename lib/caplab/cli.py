@@ -27,26 +27,34 @@ def _notebook_names(papers: list[str]) -> list[str] | None:
 
 
 def cmd_run(args) -> int:
-    from caplab import runner, tiers
+    from caplab import preflight, runlock, runner, staging, tiers
     notebooks, results = Path(args.notebooks), Path(args.results)
     try:
         outcomes = runner.run(_notebook_names(args.papers), args.tier, notebooks_dir=notebooks,
                               results=results, cell_timeout=args.cell_timeout)
-    except tiers.ParameterError as exc:
+    except (tiers.ParameterError, preflight.MissingFromCache, runlock.RunLocked) as exc:
         print(f"caplab: nothing was run: {exc}", file=sys.stderr)
         return 2
+    except staging.RunInterrupted as exc:      # one line, not a traceback: the run recorded what it kept
+        print(f"\ncaplab: interrupted: {exc}; rerun to resume (finished steps are cached)", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ncaplab: interrupted before any notebook ran", file=sys.stderr)
+        return 130
     print("\nrun summary:")
     for o in outcomes:
         print(f"  {o.notebook:<14} {o.tier:<6} {o.status:<7} {o.wall_s:7.1f} s  {o.output_dir / 'report.html'}"
               + (f"\n      {o.error}" if o.error else ""))
+        if o.traceback:
+            print("      " + o.traceback.replace("\n", "\n      "))
     print(f"index: {(results / 'index.html').resolve()}")
     return 1 if any(o.status != "ok" for o in outcomes) else 0
 
 
 def cmd_validate(args) -> int:
-    from caplab import tiers
+    from caplab import runner, tiers
     notebooks = Path(args.notebooks)
-    names = _notebook_names(args.papers) or tiers.available_notebooks(notebooks)
+    names = _notebook_names(args.papers) or runner.registered_notebooks(notebooks)
     bad = 0
     for name in names:
         for tier in args.tiers:
@@ -91,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Validate every parameter file first (nothing runs if one is bad), then "
                                      "execute each notebook with papermill into results/<paper>/<tier>/, render it "
                                      "to HTML, and rebuild the index. Exits 1 if any notebook failed.")
-    run.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every notebook)")
+    run.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every registered paper)")
     run.add_argument("--tier", default="cpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default cpu)")
-    run.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: by tier)")
+    run.add_argument("--cell-timeout", type=int, default=None,
+                     help="seconds per cell (default: $CAPLAB_CELL_TIMEOUT, else by tier)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check parameter files against the notebooks, execute nothing")

@@ -1,22 +1,26 @@
 """The runner: execute paper notebooks at a tier with papermill, render them with nbconvert, rebuild the index.
 
-Every plan is validated before the first notebook executes. A failing notebook keeps its partial output and HTML,
-is marked failed with the failing cell, and the other notebooks still run; `run` returns the outcomes and the
+Every plan is validated before the first notebook executes, and every model and dataset it names is looked up in
+the local caches (`preflight`). One run per results folder at a time (`runlock`). Each notebook runs into a staging
+folder that replaces its previous results only once finished (`staging`): a failing notebook keeps its partial
+output and HTML, is marked failed with the failing cell, and the other notebooks still run; an interrupted one
+(Ctrl-C, SIGTERM) keeps the previous results and is recorded as interrupted. `run` returns the outcomes and the
 caller exits non-zero if any failed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import shutil
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from caplab import preflight, runlock, staging, tiers
 from caplab import progress as terminal
-from caplab import tiers
 from caplab.report import history, index, provenance
 from caplab.report.record import OUTPUT_ENV, write_json
 from caplab.report.registry import claims_for_notebook
@@ -44,6 +48,7 @@ class Outcome:
     wall_s: float
     error: str | None = None
     failed_cell: int | None = None
+    traceback: str | None = None         # the failing cell's traceback, last lines
 
 
 def ensure_kernel() -> str:
@@ -82,7 +87,8 @@ def execute_with_log(plan: tiers.Plan, executed: Path, out: Path, *, kernel: str
         papermill.execute_notebook(
             str(plan.path), str(executed), parameters=plan.params, kernel_name=kernel, progress_bar=False,
             log_output=False, start_timeout=START_TIMEOUT, execution_timeout=timeout, cwd=str(plan.path.parent),
-            engine_name=terminal.ENGINE, on_cell=progress.cell_done if progress else None)
+            engine_name=terminal.ENGINE, on_cell=progress.cell_done if progress else None,
+            shutdown_kernel="immediate")       # no graceful-shutdown race (a kernel traceback) on Ctrl-C or timeout
 
 
 def _mark_not_run(plan: tiers.Plan, out: Path, reason: str) -> None:
@@ -94,15 +100,62 @@ def _mark_not_run(plan: tiers.Plan, out: Path, reason: str) -> None:
 
 def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int | None = None,
             progress: terminal.RunProgress | None = None) -> Outcome:
+    """Run one plan into a staging folder and swap it in as `results/<notebook>/<tier>` once finished (ok or
+    failed). Interrupted (Ctrl-C, SIGTERM), the staging folder is dropped, the previous results stay, the
+    interruption is recorded beside them and `staging.RunInterrupted` is raised."""
+    final = results / plan.notebook / plan.tier
+    out = staging.new(final)
+    started, t0 = provenance.now(), time.perf_counter()
+    try:
+        outcome = _execute_into(plan, out, kernel=kernel, cell_timeout=cell_timeout, progress=progress)
+        staging.swap_in(out, final)
+    except KeyboardInterrupt:
+        if not out.exists():                  # swapped in: this notebook finished, the run stops after it
+            raise staging.RunInterrupted(f"after {plan.notebook}/{plan.tier} finished ({final})") from None
+        staging.discard(out)
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)    # the dead kernel's pending reply: not news
+        wall = time.perf_counter() - t0
+        record = staging.record_interrupted(final, {"notebook": plan.notebook, "tier": plan.tier, "started": started,
+                                                    "ended": provenance.now(), "wall_s": round(wall, 2)})
+        kept = "previous results kept" if final.exists() else "no previous results"
+        log.warning("[%s/%s] interrupted after %.1f s; %s (%s)", plan.notebook, plan.tier, wall, kept, record)
+        raise staging.RunInterrupted(f"{plan.notebook}/{plan.tier} after {wall:.0f} s; {kept}; recorded in "
+                                     f"{record}") from None
+    return dataclasses.replace(outcome, output_dir=final)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _traceback_tail(lines: list[str] | None, n: int = 20) -> str | None:
+    """The last `n` lines of a kernel traceback, without terminal colours."""
+    text = _ANSI.sub("", "\n".join(lines or []))
+    tail = [line for line in text.splitlines() if line.strip()][-n:]
+    return "\n".join(tail) or None
+
+
+def _failed_cell(executed: Path) -> int | None:
+    """The execution count of the cell that stopped the run (a timeout raises no cell error): the first cell with an
+    error output, else the last one that started."""
+    import nbformat
+    try:
+        cells = [c for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+    except (OSError, ValueError):
+        return None
+    for cell in cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return cell.get("execution_count")
+    started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    return started[-1].get("execution_count") if started else None
+
+
+def _execute_into(plan: tiers.Plan, out: Path, *, kernel: str, cell_timeout: int | None = None,
+                  progress: terminal.RunProgress | None = None) -> Outcome:
     from papermill.exceptions import PapermillExecutionError
 
-    out = results / plan.notebook / plan.tier
-    if out.exists():
-        shutil.rmtree(out)                 # stale verdicts must never survive a new run
-    out.mkdir(parents=True)
     executed, html = out / f"{plan.notebook}.ipynb", out / "report.html"
     started, t0 = provenance.now(), time.perf_counter()
-    status, error, failed_cell = "ok", None, None
+    status, error, failed_cell, trace = "ok", None, None, None
     env_before = dict(os.environ)
     os.environ[OUTPUT_ENV] = str(out.resolve())
     for key, value in KERNEL_ENV.items():
@@ -112,10 +165,15 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
         execute_with_log(plan, executed, out, kernel=kernel, timeout=cell_timeout or CELL_TIMEOUT[plan.tier],
                          progress=progress)
     except PapermillExecutionError as exc:
+        if exc.ename == "KeyboardInterrupt":    # Ctrl-C reached the kernel too: the run was interrupted
+            raise KeyboardInterrupt from None
         status, failed_cell = "failed", exc.exec_count
         error = f"cell [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
+        trace = _traceback_tail(exc.traceback)
     except Exception as exc:  # kernel died, timeout, ...: still a failed paper, not a crashed suite
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        status, error, failed_cell = "failed", f"{type(exc).__name__}: {exc}", _failed_cell(executed)
+        if failed_cell is not None:
+            error = f"cell [{failed_cell}]: {error}"
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -137,25 +195,64 @@ def execute(plan: tiers.Plan, results: Path, *, kernel: str, cell_timeout: int |
     prov["run"] = run
     write_json(prov_path, prov)
     log.info("[%s/%s] %s in %.1f s", plan.notebook, plan.tier, status, wall)
-    return Outcome(plan.notebook, plan.tier, status, out, wall, error, failed_cell)
+    return Outcome(plan.notebook, plan.tier, status, out, wall, error, failed_cell, trace)
+
+
+def registered_notebooks(notebooks_dir: Path) -> list[str]:
+    """The notebooks of the registered papers that exist in `notebooks_dir`, in registry order. A notebook no paper
+    names (JupyterLab's `kappa-Copy1.ipynb`, a scratch file) is ignored with a warning."""
+    from caplab.report.registry import papers
+    registered = list(dict.fromkeys(p.notebook for p in papers().values()))
+    present = {p.stem for p in notebooks_dir.glob("*.ipynb")}
+    stray = sorted(present - set(registered))
+    if stray:
+        log.warning("ignoring %s in %s: no registered paper names them (papers come from the registry, "
+                    "caplab/report/papers.yaml)", ", ".join(f"{s}.ipynb" for s in stray), notebooks_dir)
+    return [name for name in registered if name in present]
+
+
+CELL_TIMEOUT_ENV = "CAPLAB_CELL_TIMEOUT"
+
+
+def cell_timeout_from_env(given: int | None) -> int | None:
+    """The per-cell timeout: `given` (the --cell-timeout option), else `$CAPLAB_CELL_TIMEOUT`, else None (by tier).
+    A value that is not a positive number of seconds is refused before anything runs."""
+    raw = given if given is not None else os.environ.get(CELL_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        source = "--cell-timeout" if given is not None else CELL_TIMEOUT_ENV
+        raise tiers.ParameterError(f"{source} must be a positive number of seconds, got {raw!r}")
+    return seconds
 
 
 def run(notebooks: list[str] | None, tier: str, *, notebooks_dir: Path, results: Path,
         cell_timeout: int | None = None) -> list[Outcome]:
-    """Validate every plan, then execute them one after another, then rebuild the index."""
-    names = notebooks or tiers.available_notebooks(notebooks_dir)
+    """Validate every plan and check that what they name is cached, take the results folder's run lock, then
+    execute the plans one after another and rebuild the index (also after an interruption)."""
+    names = notebooks or registered_notebooks(notebooks_dir)
     plans = [tiers.plan(notebooks_dir, name, tier) for name in names]     # raises before anything runs
-    kernel = ensure_kernel()
-    progress = terminal.RunProgress([p.notebook for p in plans], tier,
-                                    history.last_runs(history.read(results), tier))
-    outcomes = []
-    for p in plans:
-        progress.paper_started(p.notebook)
-        outcome = execute(p, results, kernel=kernel, cell_timeout=cell_timeout, progress=progress)
-        record_history(results, outcome)
-        progress.paper_done(p.notebook, outcome.status, outcome.wall_s)
-        outcomes.append(outcome)
-    index.build(results)
+    cell_timeout = cell_timeout_from_env(cell_timeout)
+    preflight.check(plans)
+    with runlock.hold(results):
+        kernel = ensure_kernel()
+        progress = terminal.RunProgress([p.notebook for p in plans], tier,
+                                        history.last_runs(history.read(results), tier))
+        outcomes = []
+        try:
+            with staging.sigterm_as_interrupt():
+                for p in plans:
+                    progress.paper_started(p.notebook)
+                    outcome = execute(p, results, kernel=kernel, cell_timeout=cell_timeout, progress=progress)
+                    record_history(results, outcome)
+                    progress.paper_done(p.notebook, outcome.status, outcome.wall_s)
+                    outcomes.append(outcome)
+        finally:
+            index.build(results)
     return outcomes
 
 

@@ -106,6 +106,16 @@ def validate(notebook_path: Path, params: dict[str, Any], *, source: str) -> dic
     return params
 
 
+def require_complete(notebook_path: Path, params: dict[str, Any], *, source: str) -> None:
+    """A tier file sets every parameter of its notebook: an empty or partial file would silently run the notebook's
+    own defaults (the cpu ones) under the tier's name."""
+    declared = notebook_parameters(notebook_path)
+    unset = sorted(k for k in declared if k not in RESERVED and k not in params)
+    if unset:
+        raise ParameterError(f"{notebook_path.stem}: {source} {'is empty: it ' if not params else ''}does not set "
+                             f"{', '.join(unset)}; a tier file must set every parameter of the notebook")
+
+
 def params_file(notebooks: Path, notebook: str, tier: str) -> Path:
     return notebooks / "params" / notebook / f"{tier}.yaml"
 
@@ -144,6 +154,7 @@ def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
     data = load_params(pfile, notebook)
     if cls is None:
         params = validate(path, data, source=str(pfile))
+        require_complete(path, params, source=str(pfile))
         return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
     if not isinstance(data, dict) or not data:
         data = None if not data else data                  # build() names the problem

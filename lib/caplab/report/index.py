@@ -7,6 +7,7 @@ of the same paper and tier (from `results/history.jsonl`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ class RunRow:
     title: str
     arxiv: str
     tier: str | None
-    status: str                      # ok / failed / never run
+    status: str                      # ok / failed / never run / interrupted (...)
     report: str | None               # link relative to results/
     provenance: dict[str, Any]
     claims: list[dict[str, Any]] = field(default_factory=list)
@@ -43,16 +44,25 @@ def collect(results: Path) -> list[RunRow]:
     for paper in papers().values():
         found = False
         for tier in TIERS:
-            run = read_run(results / paper.notebook / tier, paper.notebook, tier)
-            if run is None:
+            folder = results / paper.notebook / tier
+            run = read_run(folder, paper.notebook, tier)
+            interrupted = _read_json(folder.with_name(f"{tier}.interrupted.json"))
+            if run is None and interrupted is None:
                 continue
             found = True
             own = [c.id for c in paper.claims]
+            if run is None:              # interrupted before any run of this paper and tier finished
+                status, claims = _interrupted(interrupted, None, paper, [])
+                rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, status, None, {}, claims))
+                continue
             claims = [c for c in run.claims if c.get("claim") in own]
+            status = run.status
+            if interrupted is not None:
+                status, claims = _interrupted(interrupted, status, paper, claims)
             links = {name: str(path.relative_to(results)) for name, path in run.files().items()}
             figures = headline_figures(claims, run.recorded_figures, run.folder)   # this paper's own claims
             thumb = run.figure_file(figures[0]) if figures else None
-            rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, run.status, links.get("report"),
+            rows.append(RunRow(paper.id, paper.title, paper.arxiv, tier, status, links.get("report"),
                                run.provenance, claims, links,
                                str(thumb.relative_to(results)) if thumb else None, run.wall_s, run.git_sha,
                                history.change(entries, paper.notebook, tier, own)))
@@ -62,6 +72,23 @@ def collect(results: Path) -> list[RunRow]:
                                  "reason": "no run found under results/", "paper_value": c.paper_value,
                                  "evidence_text": "", "rule": c.rule.describe()} for c in paper.claims]))
     return rows
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _interrupted(record: dict[str, Any], previous: str | None, paper, claims: list[dict]) -> tuple[str, list]:
+    """The status of a run whose last attempt was interrupted: the previous run's results (and report link) stay."""
+    status = f"interrupted {record.get('ended', '')}".strip()
+    if previous is not None:
+        return f"{status}; previous run kept ({previous})", claims
+    return status, [{"claim": c.id, "statement": c.statement, "verdict": NOT_RUN, "evidence_text": "",
+                     "reason": "the run was interrupted before it finished", "paper_value": c.paper_value,
+                     "rule": c.rule.describe()} for c in paper.claims]
 
 
 def _markdown(rows: list[RunRow], changes: list[tuple[RunRow, str, str, str]]) -> str:

@@ -170,7 +170,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     state_file = Path(resume_dir) / "state.pt" if resume_dir is not None else None
     torch.manual_seed(config.seed)
     if state_file is not None and state_file.exists():
-        saved = torch.load(state_file, map_location="cpu", weights_only=False)   # rng state stays on cpu
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)    # rng state stays on cpu; no code runs
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
