@@ -75,5 +75,5 @@ def test_hub_family_rows_and_checks():
         build_family({**spec, "revisions": ["main"]}, None, {}, {})
     with pytest.raises(ValueError, match="already trained"):
         build_family(spec, None, {"lr": 1e-3}, {})
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key .colour. of hub family"):
         build_family({**spec, "colour": 1}, None, {}, {})
