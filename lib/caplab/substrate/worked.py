@@ -10,6 +10,11 @@ Two seeded generators, each returning a frame with `prompt` and `target` (and th
 
 - `chain_items`: multi-step arithmetic (`caplab.substrate.chains`), target = the written steps and "#### answer".
 
+`decisions(kind, target)` gives the character positions of the target where something is decided (a comparison
+sign and the label; each step's result and the final answer), the rest being copied from the prompt or the
+format: an item is scored correct when the model's argmax is right at every decision given the written target
+before it (teacher forcing), a graded score that tiny models move on before they write whole targets unaided.
+
 `items(kind, n, seed, exclude)` is the one door; `exclude` holds prompts to skip, so a training pool never contains
 a test item unless it is put there on purpose (contamination).
 """
@@ -57,7 +62,7 @@ def choice_items(n: int, seed: int = 0, exclude: set[str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=["prompt", "target", "answer"])
 
 
-def chain_items(n: int, seed: int = 0, exclude: set[str] | None = None, n_ops=(1, 3),
+def chain_items(n: int, seed: int = 0, exclude: set[str] | None = None, n_ops=(1, 2),
                 modulus: int = 10) -> pd.DataFrame:
     """`n` distinct chain-arithmetic items (prompt, target = written steps and '#### answer', answer)."""
     questions = {p.removeprefix("Question: ").removesuffix("\nAnswer:") for p in exclude or ()}
@@ -65,9 +70,20 @@ def chain_items(n: int, seed: int = 0, exclude: set[str] | None = None, n_ops=(1
     return pd.DataFrame({"prompt": made.prompt, "target": made.solution, "answer": made.answer})
 
 
+def decisions(kind: str, target: str) -> list[int]:
+    """Character positions in `target` that carry a decision (see the module docstring)."""
+    if kind == "choice":
+        return [i for i, ch in enumerate(target) if ch in "<>"] + [len(target) - 1]
+    if kind == "chain":
+        marks = [i + 1 for i, ch in enumerate(target) if ch == "="]
+        answer = target.rindex("#### ") + 5
+        return marks + list(range(answer, len(target)))
+    raise ValueError(f"item kind must be one of {KINDS}, got {kind!r}")
+
+
 def items(kind: str, n: int, seed: int = 0, exclude: set[str] | None = None) -> pd.DataFrame:
     """`n` items of `kind` ('choice' or 'chain') with a `benchmark` column."""
     if kind not in KINDS:
         raise ValueError(f"item kind must be one of {KINDS}, got {kind!r}")
     made = choice_items(n, seed, exclude) if kind == "choice" else chain_items(n, seed, exclude)
-    return made.assign(benchmark=kind)
+    return made.assign(benchmark=kind, decisions=[decisions(kind, t) for t in made.target])
