@@ -88,7 +88,7 @@ class Params:
     date_origin: str = "2023-02-24"          # Llama-1's release, the paper's t = 0
     n_boot: int = 200
     n_perm: int = 2000
-    starts: int = 48
+    starts: int = 24
     seed: int = 0
 
     @classmethod
@@ -410,13 +410,15 @@ def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, li
     return out
 
 
-def estimate(models: pd.DataFrame, scores: pd.DataFrame, p: Params, *, benchmarks=None, D0=None) -> dict:
+def estimate(models: pd.DataFrame, scores: pd.DataFrame, p: Params, *, benchmarks=None, D0=None,
+             fits=None) -> dict:
     """Point estimates: per-model loss and score, both fits, the target densities (NaN + status where undefined)
-    and the claim metrics."""
+    and the claim metrics. `fits`: (step-1 Fit, step-2 Fit) already made on the same families (the fits never see
+    the targets), e.g. when only the targets change."""
     p = dataclasses.replace(p, D0=D0) if D0 is not None else p
     m = Matrices(models, scores, benchmarks)
     loss, score = m.aggregate()
-    loss_fit, sig_fit = fit_steps(models, loss, score, p)
+    loss_fit, sig_fit = fits if fits is not None else fit_steps(models, loss, score, p)
     inverted = densing.effective_size(score, loss_fit.params, sig_fit.params, p.D0)
     logd = np.log(inverted.n_hat.to_numpy() / models.params.to_numpy(float))
     table = models.assign(loss=loss, score=score, loss_hat=inverted.loss_hat.to_numpy(),
@@ -480,7 +482,7 @@ def growth(table: pd.DataFrame, p: Params) -> dict:
     slope, p_value = densing.growth_permutation_p(defined.t, defined.density, n_perm=p.n_perm, seed=p.seed)
     out.update(slope_all=slope, permutation_p=p_value)
     if env.t.nunique() >= 3:
-        out["fit"] = densing.fit_growth(env, date="t", n_boot=max(p.n_boot, 200), seed=p.seed)
+        out["fit"] = densing.fit_growth(env, date="t", n_boot=p.n_boot, seed=p.seed)
         out["A"] = out["fit"].params["A"]
         out["A_lo"], out["A_hi"] = out["fit"].intervals.loc["A", ["lower", "upper"]]
     elif env.t.nunique() == 2:
@@ -504,7 +506,7 @@ def sensitivity(models: pd.DataFrame, scores: pd.DataFrame, p: Params) -> pd.Dat
             except (ValueError, RuntimeError) as err:      # a subset too flat to fit: say so, do not hide it
                 rows.append({"benchmarks": "+".join(subset or ["all"]), "D0": d0, "error": str(err)})
                 continue
-            g = growth(est["table"], dataclasses.replace(p, n_perm=min(p.n_perm, 500), n_boot=min(p.n_boot, 200)))
+            g = growth(est["table"], dataclasses.replace(p, n_perm=min(p.n_perm, 500), n_boot=min(p.n_boot, 100)))
             rows.append({"benchmarks": "+".join(subset or ["all"]), "D0": d0, "A": g["A"], "A_lo": g.get("A_lo"),
                          "A_hi": g.get("A_hi"), "doubling_days": densing.doubling_time(g["A"]) if g["A"] else None,
                          "envelope_points": len(g["envelope"]), "defined": g["n_defined"], "of": g["n_pool"],
@@ -512,3 +514,53 @@ def sensitivity(models: pd.DataFrame, scores: pd.DataFrame, p: Params) -> pd.Dat
                          "reference_recipe_log_density": est["metrics"].get("reference_recipe_log_density"),
                          "error": None})
     return pd.DataFrame(rows)
+
+
+# -- evidence for the claims -----------------------------------------------------------------------------------
+def claim_evidence(est: dict, boot: pd.DataFrame, g: dict | None, p: Params) -> dict[str, dict]:
+    """The metrics the registry's rules read, as `Report.record` keyword arguments (name, value, lo, hi, note),
+    from the point estimates, the item bootstrap and the growth analysis. The notebook records them and the
+    claim tests push simulated worlds through this same function."""
+    table, metrics = est["table"], est["metrics"]
+    out: dict[str, dict] = {}
+
+    def with_interval(name, note=""):
+        if name in metrics:
+            lo, hi = interval(boot[name]) if name in boot else (None, None)
+            out[name] = {"name": name, "value": recordable(metrics[name]), "lo": recordable(lo),
+                         "hi": recordable(hi), "note": note}
+
+    held = table.held_out.to_numpy(bool)
+    fit_roles = ["reference", "sigmoid"] if p.sigmoid_includes_reference else ["sigmoid"]
+    fit_set = table[table.role.isin(fit_roles) & ~held]
+    out["sigmoid_fit_score_span"] = {"name": "sigmoid_fit_score_span",
+                                     "value": float(fit_set.score.max() - fit_set.score.min()),
+                                     "note": "score range of the step-2 fit set: below 0.1 the sigmoid is not "
+                                             "identified"}
+    with_interval("heldout_error_minus_constant",
+                  f"held-out |error| {metrics.get('heldout_abs_error', math.nan):.3f} in score units, minus the "
+                  f"fit set's mean score's")
+    with_interval("reference_recipe_log_density", "ln density of the reference-recipe model at D0: known answer 0")
+    with_interval("pruned_minus_source_log_density", "mean over (pruned, source) pairs; negative: less dense")
+    with_interval("contaminated_minus_reference_log_density", "known answer: positive (contamination inflates)")
+    targets = table[table.role == "target"].set_index("model")
+    if "source" in targets:
+        pairs = targets[targets.source.notna()]
+        defined = sum(bool(np.isfinite(r.log_density) and np.isfinite(targets.log_density[r.source]))
+                      for r in pairs.itertuples())
+        out["compression_pairs_defined"] = {"name": "compression_pairs_defined", "value": int(defined),
+                                            "note": f"of {len(pairs)} (pruned, source) pairs"}
+    if g is not None:
+        out["growth_models_defined"] = {"name": "growth_models_defined", "value": int(g["n_defined"]),
+                                        "note": f"of {g['n_pool']} growth targets"}
+        if g["A"] is not None and not math.isnan(g["A"]):
+            out["growth_rate_per_day"] = {
+                "name": "growth_rate_per_day", "value": float(g["A"]), "lo": g.get("A_lo"), "hi": g.get("A_hi"),
+                "note": f"envelope of {len(g['envelope'])} points; doubling {densing.doubling_time(g['A']):.0f} "
+                        f"days; paper: A ~ 0.0073/day (comparison only)"}
+        if not math.isnan(g["permutation_p"]):
+            out["growth_permutation_p"] = {
+                "name": "growth_permutation_p", "value": float(g["permutation_p"]),
+                "note": f"slope of ln density on date over all defined growth targets {g['slope_all']:.4g}/day, "
+                        f"{p.n_perm} permutations"}
+    return out

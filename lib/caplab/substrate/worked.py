@@ -62,7 +62,7 @@ def choice_items(n: int, seed: int = 0, exclude: set[str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=["prompt", "target", "answer"])
 
 
-def chain_items(n: int, seed: int = 0, exclude: set[str] | None = None, n_ops=(1, 2),
+def chain_items(n: int, seed: int = 0, exclude: set[str] | None = None, n_ops=(1, 3),
                 modulus: int = 10) -> pd.DataFrame:
     """`n` distinct chain-arithmetic items (prompt, target = written steps and '#### answer', answer)."""
     questions = {p.removeprefix("Question: ").removesuffix("\nAnswer:") for p in exclude or ()}
