@@ -16,9 +16,10 @@ over-training (more tokens: denser), a task-rich mix (denser), pruning (magnitud
 contamination (the test items in the corpus: inflated), each with a synthetic release date. At the gpu tier the
 same rows come from the hub (`pretrained`), and the same functions run.
 
-Scores: the mean over benchmarks of the share of items whose every decision (comparison signs and the label; step
-results and the answer: `caplab.substrate.worked.decisions`) is the model's argmax given the written target before
-it (teacher forcing; whole-target exact match where items carry no decisions, e.g. a hub dataset); losses: the mean over benchmarks of the per-token conditional
+Scores: the mean over benchmarks and items of the share of each item's decisions (comparison signs and the label;
+step results and the answer: `caplab.substrate.worked.decisions`) where the model's argmax is right given the
+written target before it (teacher forcing; every target token where items carry no decisions, e.g. a hub
+dataset). All-decisions-right was tried first: the cpu tier's tiny models scored 0-9 %, too flat for step 2; losses: the mean over benchmarks of the per-token conditional
 loss -log P(target | prompt). Undefined densities (the inversion's floor and ceiling, see
 `caplab.science.densing`) are NaN with their status in point estimates, and their limits (0 below the sigmoid's
 floor, infinity above its ceiling) inside bootstrap resamples, so that percentiles stay order statistics.
@@ -222,12 +223,12 @@ def build_models(p: Params, corpora: dict[str, data.TokenDataset]) -> pd.DataFra
     rows = []
     ref = family_rows(p.reference, corpora.get("reference"), p.reference_train, p.reference_checkpoints)
     for r in ref.to_dict("records"):
-        rows.append({**_family_row(r), "role": "reference", "model": f"{r['model']}@{r['target_tokens']}"})
+        rows.append({**_family_row(r), "role": "reference", "model": f"ref:{r['model']}@{r['target_tokens']}"})
     sig_checkpoints = {"first": p.D0, "last": p.D0, "n": 1} if p.sigmoid_family.get("kind") == "tiny" else {}
     sig_train = {k: v for k, v in p.reference_train.items()} if p.sigmoid_family.get("kind") == "tiny" else {}
     sig = family_rows(p.sigmoid_family, corpora.get("reference"), sig_train, sig_checkpoints)
     for r in sig.to_dict("records"):
-        rows.append({**_family_row(r), "role": "sigmoid", "model": f"{r['model']}@{r['target_tokens']}"})
+        rows.append({**_family_row(r), "role": "sigmoid", "model": f"sig:{r['model']}@{r['target_tokens']}"})
     rows += _targets(p, corpora)
     out = pd.DataFrame(rows)
     return out.assign(t=[_days(d, p.date_origin) if isinstance(d, str) else np.nan for d in out.date])
@@ -291,17 +292,33 @@ def decision_labels(tokens: data.TokenDataset, items: pd.DataFrame, tokenizer) -
     return data.TokenDataset(tokens.input_ids, tokens.attention_mask, labels)
 
 
+@torch.no_grad()
+def decision_accuracy(model, dataset: data.TokenDataset, batch_size: int = 64) -> np.ndarray:
+    """Per row: the share of labelled positions where the model's argmax (teacher-forced) is the label."""
+    model.eval()
+    device, out = next(model.parameters()).device, []
+    for start in range(0, len(dataset), batch_size):
+        batch = {k: v.to(device) for k, v in dataset.batch(slice(start, start + batch_size)).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        scored = labels != -100
+        hit = (logits.argmax(-1) == labels) & scored
+        out.append((hit.sum(1).float() / scored.sum(1).clamp(min=1).float()).cpu().numpy())
+    return np.concatenate(out)
+
+
 def _item_scores(model, tokenizer, row, items):
     tokens = data.pad_examples(items.prompt.tolist(), items.target.tolist(), tokenizer)
     per = example_losses(model, tokens)
-    right = example_losses(model, decision_labels(tokens, items, tokenizer)).all_correct
-    return [{"item": int(i), "benchmark": b, "loss_sum": float(ls), "n_tokens": int(nt), "correct": bool(c)}
+    right = decision_accuracy(model, decision_labels(tokens, items, tokenizer))
+    return [{"item": int(i), "benchmark": b, "loss_sum": float(ls), "n_tokens": int(nt), "correct": float(c)}
             for i, b, ls, nt, c in zip(items.item, items.benchmark, per.loss_sum, per.n_tokens, right)]
 
 
 def score_items(models: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, item): loss_sum, n_tokens (the conditional loss of the written target) and correct
-    (argmax right at every decision of the written target, given what precedes it). Cached per model and item set."""
+    (the share of the target's decisions where the argmax is right, given what precedes it: a graded item score
+    whose chance floor the sigmoid's d absorbs, as MMLU's 25 %). Cached per model and item set."""
     frame = for_each_checkpoint(models[["model", "path"] + (["pretrained", "revision"]
                                                           if "pretrained" in models and models.pretrained.notna().any()
                                                           else [])], _item_scores,
