@@ -1,0 +1,135 @@
+"""The densing method: planted laws recovered, the inversion inverts, the envelope, the undefined region."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from caplab.science import densing
+
+LOSS = {"a": 10.0, "alpha": 0.3, "b": 20.0, "beta": 0.25}
+SIG = {"c": 0.8, "gamma": -10.0, "l": 0.7, "d": 0.1}
+
+
+def _grid(law_params, noise, seed):
+    rng = np.random.default_rng(seed)
+    N, D = np.meshgrid(np.geomspace(1e4, 1e6, 6), np.geomspace(1e6, 1e8, 6))
+    frame = pd.DataFrame({"params_non_embedding": N.ravel(), "tokens": D.ravel()})
+    frame["loss"] = densing.loss_at(law_params, frame.params_non_embedding, frame.tokens) * np.exp(
+        rng.normal(0, noise, len(frame)))
+    return frame
+
+
+def test_loss_law_recovered():
+    fit = densing.fit_loss(_grid(LOSS, 0.005, 0), seed=0, starts=16)
+    assert fit.converged
+    for name in ("alpha", "beta"):
+        assert fit.params[name] == pytest.approx(LOSS[name], rel=0.1)
+    assert fit.r2() > 0.99
+
+
+def test_irreducible_variant_recovered():
+    planted = {**LOSS, "e": 0.6}
+    fit = densing.fit_loss(_grid(planted, 0.002, 1), irreducible=True, seed=0, starts=32)
+    assert fit.params["e"] == pytest.approx(0.6, rel=0.15)
+    assert fit.params["alpha"] == pytest.approx(0.3, rel=0.2)
+
+
+def test_sigmoid_recovered():
+    rng = np.random.default_rng(2)
+    L = np.linspace(0.2, 1.2, 25)
+    frame = pd.DataFrame({"loss": L, "score": densing.score_at(SIG, L) + rng.normal(0, 0.01, L.size)})
+    fit = densing.fit_sigmoid(frame, seed=0)
+    for name, value in SIG.items():
+        assert fit.params[name] == pytest.approx(value, rel=0.15, abs=0.03)
+
+
+def test_inversion_round_trip():
+    N = np.geomspace(1e4, 1e7, 9)             # scores inside the sigmoid's range, away from its flat tails
+    D0 = 5e7
+    S = densing.score_at(SIG, densing.loss_at(LOSS, N, D0))
+    est = densing.effective_size(S, LOSS, SIG, D0)
+    assert (est.status == densing.OK).all()
+    np.testing.assert_allclose(est.n_hat, N, rtol=1e-6)
+    # with the irreducible term too
+    loss_e = {**LOSS, "e": 0.2}
+    S = densing.score_at(SIG, densing.loss_at(loss_e, N, D0))
+    np.testing.assert_allclose(densing.effective_size(S, loss_e, SIG, D0).n_hat, N, rtol=1e-6)
+
+
+def test_reference_model_at_d0_has_density_one_and_overtraining_more():
+    N, D0 = np.array([2e4, 2e5]), 1e7
+    targets = pd.DataFrame({"params": N, "score": densing.score_at(SIG, densing.loss_at(LOSS, N, D0))})
+    np.testing.assert_allclose(densing.densities(targets, LOSS, SIG, D0).density, 1.0, rtol=1e-8)
+    over = targets.assign(score=densing.score_at(SIG, densing.loss_at(LOSS, N, 4 * D0)))
+    assert (densing.densities(over, LOSS, SIG, D0).density > 1).all()
+
+
+def test_undefined_region_flagged():
+    S = np.array([0.05, 0.1, 0.5, 0.9, 0.95])            # below d, at d, inside, at c + d, above
+    est = densing.effective_size(S, LOSS, SIG, 1e7)
+    assert est.status.tolist() == [densing.BELOW_FLOOR, densing.BELOW_FLOOR, densing.OK, densing.ABOVE_CEILING,
+                                   densing.ABOVE_CEILING]
+    assert est.n_hat.isna().tolist() == [True, True, False, True, True]
+    # a score whose loss lies below what infinitely many parameters reach at D0: beyond the loss limit
+    floor = LOSS["b"] * 1e7 ** -LOSS["beta"]
+    S_beyond = densing.score_at(SIG, floor * 0.9)
+    est = densing.effective_size([S_beyond], LOSS, SIG, 1e7)
+    assert est.status[0] == densing.BEYOND_LOSS_LIMIT and np.isnan(est.n_hat[0])
+
+
+def test_flat_sigmoid_rejected():
+    with pytest.raises(ValueError, match="flat"):
+        densing.loss_from_score({**SIG, "gamma": 0.0}, [0.5])
+
+
+def test_published_arithmetic():
+    assert densing.doubling_time(0.0073) == pytest.approx(95, abs=1)
+    assert densing.doubling_time(0.0) == math.inf
+
+
+def test_envelope_picks_record_setters():
+    frame = pd.DataFrame({"t": [0, 10, 20, 30, 30, 40, 50], "density": [1.0, 0.8, 1.5, 1.2, 2.0, np.nan, 1.9]})
+    env = densing.envelope(frame)
+    assert env.t.tolist() == [0, 20, 30] and env.density.tolist() == [1.0, 1.5, 2.0]
+
+
+def test_growth_law_recovered_and_doubling():
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 800, 40.0)
+    frame = pd.DataFrame({"t": t, "density": np.exp(0.0073 * t - 1 + rng.normal(0, 0.05, t.size))})
+    fit = densing.fit_growth(frame, n_boot=200, seed=0)
+    assert fit.params["A"] == pytest.approx(0.0073, rel=0.05)
+    lo, hi = fit.intervals.loc["A", ["lower", "upper"]]
+    assert lo < 0.0073 < hi
+    assert fit.derived["doubling_days"] == pytest.approx(95, rel=0.06)
+
+
+def test_envelope_slope_matches_the_envelope():
+    rng = np.random.default_rng(5)
+    t, rho = rng.integers(0, 300, 15).astype(float), np.exp(rng.normal(0, 0.5, 15))
+    env = densing.envelope(pd.DataFrame({"t": t, "density": rho}))
+    expected = np.polyfit(env.t, np.log(env.density), 1)[0]
+    assert densing.envelope_slope(t, np.log(rho)) == pytest.approx(expected)
+
+
+def test_permutation_p_detects_growth_and_holds_its_level_under_noise():
+    rng = np.random.default_rng(4)
+    t = np.arange(10) * 30.0
+    _, p = densing.growth_permutation_p(t, np.exp(0.01 * t + rng.normal(0, 0.05, 10)), n_perm=500)
+    assert p < 0.01
+    # record-setters of noise rise too (the envelope's slope is positive on average) ...
+    noise = [np.exp(rng.normal(0, 0.3, 10)) for _ in range(200)]
+    assert np.nanmean([densing.envelope_slope(t, np.log(rho)) for rho in noise]) > 0
+    # ... but the permutation p of the slope over all models holds its level
+    ps = np.array([densing.growth_permutation_p(t, rho, n_perm=200, seed=i)[1] for i, rho in enumerate(noise)])
+    assert np.mean(ps <= 0.05) <= 0.09
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="lacks column"):
+        densing.fit_loss(pd.DataFrame({"N": [1.0]}))
+    with pytest.raises(ValueError, match="at least 5"):
+        densing.fit_sigmoid(pd.DataFrame({"loss": [1.0, 2.0], "score": [0.1, 0.2]}))
+    with pytest.raises(ValueError, match="D0"):
+        densing.size_from_loss(LOSS, [1.0], 0)
