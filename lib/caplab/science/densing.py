@@ -17,7 +17,7 @@ at D0 (b D0^-beta + e): measurable density has a floor and a ceiling. `effective
 
 The growth law is fitted on the envelope (the models that set a density record when released):
 ln rho_max = A t + B (GROWTH_LAW, t in days), doubling time ln 2 / A. All fits go through
-`caplab.science.fitting` (Huber, multi-start L-BFGS-B, bootstrap); `growth_permutation_p` is the control for the
+`caplab.stats.fitting` (Huber, multi-start L-BFGS-B, bootstrap); `growth_permutation_p` is the control for the
 envelope: the record-setters of an exchangeable (non-growing) sequence rise too.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from caplab.science.fitting import Fit, bootstrap, fit_law
-from caplab.science.laws import INF, LN2, Law, Param, lse
+from caplab.stats.fitting import Fit, bootstrap, fit_law
+from caplab.stats.laws import INF, LN2, Law, Param, lse
 
 PAPER = {"A_per_day": 0.0073, "t0": "2023-02-24", "D0_tokens": 1e12, "doubling_days": 95}
 OK, BELOW_FLOOR, ABOVE_CEILING, BEYOND_LOSS_LIMIT = "ok", "score at or below d", "score at or above c + d", \
