@@ -95,6 +95,9 @@ def check_smoke_metrics(paper: str, out):
         warnings.warn(f"{paper}: smoke metrics not compared: recorded on {recorded['cpu']} with torch "
                       f"{recorded['torch']}, this run is on {prov['cpu']} with torch {prov['packages']['torch']}")
         return
+    if paper not in recorded["papers"]:
+        warnings.warn(f"{paper}: no smoke metrics recorded yet; record them with CAPLAB_UPDATE_SMOKE_METRICS=1")
+        return
     expected = recorded["papers"][paper]
     assert set(metrics) == set(expected), "the smoke tier records other metrics than before"
     moved = {name: (metrics[name], expected[name]) for name in expected
