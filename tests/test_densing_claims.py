@@ -23,9 +23,6 @@ SIG = {"c": 0.8, "gamma": -8.0, "l": 1.1, "d": 0.05}
 D0, N_T = 1e6, 1e5
 P = exp.Params(D0=int(D0), sigmoid_held_out=2, sigmoid_includes_reference=True, n_boot=40, n_perm=200, starts=8)
 DRAWS = 200
-# the rules whose draws refit both steps are measured on fewer draws to keep `make test` in its budget (a fit per
-# draw); the controls issue will move these simulations to the controls framework and cache them
-FIT_DRAWS = 100
 
 
 def verdict(claim_id, evidence):
@@ -94,7 +91,7 @@ def _compression_rate(ratio, draws, seed):
 
 
 def test_compression_rule_null_false_positive_rate():
-    assert _compression_rate(1.0, FIT_DRAWS, 1) <= 0.05
+    assert _compression_rate(1.0, DRAWS, 1) <= 0.05
 
 
 def test_compression_rule_power_for_halved_density():
@@ -118,7 +115,7 @@ def _two_step_rate(flat, draws, seed):
 def test_two_step_rule_null_false_positive_rate():
     """Scores that do not depend on the loss: the sigmoid cannot beat the constant baseline, and the reference
     model's density is not read as 1."""
-    assert _two_step_rate(True, FIT_DRAWS, 3) <= 0.05
+    assert _two_step_rate(True, DRAWS, 3) <= 0.05
 
 
 def test_two_step_rule_power():
