@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -36,9 +36,6 @@ _SYNTHETIC = {
     "chain_problems": ("pairs", lambda a: chains.problems(**a).assign(answer=lambda f: f.solution)),
 }
 _HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")
-_HF_KINDS = {"hf_text": ("field", "max_rows", "min_chars"),
-             "hf_pairs": ("prompt_field", "completion_field", "prompt_template", "completion_template", "max_rows")}
-KINDS = tuple(_SYNTHETIC) + tuple(_HF_KINDS) + ("mixture",)
 
 
 @dataclasses.dataclass
@@ -225,8 +222,6 @@ def _schemas():
                                      partial=False)}, name="question spec")
     return task, preferences, questions
 
-
-from typing import Annotated  # noqa: E402
 
 TASK, PREFERENCES, QUESTIONS = _schemas()
 """Schemas of a task spec (`load_task`), a preference spec (`load_preferences`) and a question spec
