@@ -5,6 +5,7 @@ The Makefile calls this; every command explains itself with --help.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -77,6 +78,13 @@ def cmd_index(args) -> int:
 def cmd_list(args) -> int:
     from caplab.report.registry import papers
     notebooks = Path(args.notebooks)
+    if args.format == "json":
+        rows = [{"paper": paper.id, "notebook": paper.notebook, **c.as_dict()}
+                for paper in papers().values() for c in paper.claims]
+        if not args.rules:
+            rows = [{k: r[k] for k in ("paper", "notebook", "id", "statement", "paper_value", "tiers")} for r in rows]
+        print(json.dumps(rows, indent=1))
+        return 0
     for paper in papers().values():
         has = (notebooks / f"{paper.notebook}.ipynb").exists()
         print(f"{paper.id}  (arXiv {paper.arxiv}; notebook {paper.notebook}.ipynb"
@@ -84,8 +92,53 @@ def cmd_list(args) -> int:
         for c in paper.claims:
             print(f"    {c.id:<42} [{'/'.join(c.tiers)}] {c.statement}")
             if args.rules:
+                oc = c.operating()
                 print(f"    {'':<42} rule: {c.rule.describe()}")
+                print(f"    {'':<42} false-positive rate {_rate(oc['false_positive_rate'])}, power "
+                      f"{_rate(oc['power'])}; {oc['calibration']}")
     return 0
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def cmd_controls(args) -> int:
+    from caplab import controls
+    from caplab.report import claim_rules
+    wanted = set(args.papers or claim_rules.PAPERS)
+    unknown = wanted - set(claim_rules.PAPERS)
+    if unknown:
+        print(f"caplab: unknown paper(s) {sorted(unknown)}; known: {', '.join(claim_rules.PAPERS)}", file=sys.stderr)
+        return 2
+    bad = 0
+    for paper in claim_rules.PAPERS:
+        if paper not in wanted:
+            continue
+        chosen = [c for c in controls.for_paper(paper) if not args.claims or c.claim in args.claims]
+        records = []
+        for control in chosen:
+            oc = controls.measure(control, seed=args.seed)
+            records.append(oc)
+            ok = oc.false_positive_rate <= controls.calibration.FPR_BOUND
+            bad += not ok
+            print(f"{'ok ' if ok else 'BAD'} {oc.claim:<42} false-positive rate {_rate(oc.false_positive_rate)} "
+                  f"({oc.null_draws} draws), power {_rate(oc.power)} ({oc.planted_draws} draws)", flush=True)
+        if args.write and records:
+            controls.write(paper, records)
+            print(f"    recorded in {controls.calibration.MEASURED / (paper + '.json')}")
+        judged = [c.id for c in _judged_claims(paper)]
+        missing = sorted(set(judged) - {c.claim for c in controls.for_paper(paper)})
+        for m in missing:
+            print(f"--  {m:<42} no control yet: its verdict is 'inconclusive (rule not calibrated)'")
+    return 1 if bad else 0
+
+
+def _judged_claims(paper: str):
+    from caplab.report.registry import papers
+    from caplab.report.rules import NotImplementedYet
+    return [c for p in papers().values() for c in p.claims
+            if c.id.split(".", 1)[0] == paper and not isinstance(c.rule, NotImplementedYet)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     idx.set_defaults(func=cmd_index)
 
     lst = sub.add_parser("list", help="list papers and their claims")
-    lst.add_argument("--rules", action="store_true", help="also print each claim's verdict rule")
+    lst.add_argument("--rules", action="store_true",
+                     help="also give each claim's verdict rule, its measured false-positive rate and power")
+    lst.add_argument("--format", choices=("text", "json"), default="text",
+                     help="json: one object per claim (id, rule, false_positive_rate, power, ...)")
     lst.set_defaults(func=cmd_list)
+
+    ctl = sub.add_parser("controls", help="measure each rule's false-positive rate and power on simulated worlds",
+                         description="Push null worlds (no effect, realistic noise) and planted worlds (the paper's "
+                                     "effect, scaled to the analogue) through each claim's functions and rule; "
+                                     "print the share read 'reproduced'. --write records them for the verdict gate. "
+                                     "Exits 1 if a rule's false-positive rate exceeds 5 %.")
+    ctl.add_argument("papers", nargs="*", help="paper ids (default: all)")
+    ctl.add_argument("--claims", nargs="+", default=None, help="only these claim ids")
+    ctl.add_argument("--seed", type=int, default=0)
+    ctl.add_argument("--write", action="store_true", help="record the measured rates in caplab/controls/measured/")
+    ctl.set_defaults(func=cmd_controls)
     return parser
 
 

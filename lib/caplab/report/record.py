@@ -105,9 +105,12 @@ class Report:
         rows = []
         for claim in self.claims:
             v = claim.judge(self.metrics, self.tier)
+            oc = claim.operating() if claim.controlled else {}
             rows.append({"claim": claim.id, "verdict": v.verdict, "reason": v.reason,
                          "evidence": [m.as_dict() for m in v.evidence], "rule": claim.rule.describe(),
-                         "statement": claim.statement, "paper_value": claim.paper_value})
+                         "statement": claim.statement, "paper_value": claim.paper_value,
+                         "false_positive_rate": oc.get("false_positive_rate"), "power": oc.get("power"),
+                         "calibration": oc.get("calibration")})
         return pd.DataFrame(rows)
 
     def finish(self):
@@ -134,8 +137,9 @@ def _display_table(table: pd.DataFrame, prov: dict, scale: str):
         from IPython.display import HTML
     except ImportError:
         return table
-    shown = table[["claim", "verdict", "reason", "paper_value", "rule"]].rename(
-        columns={"paper_value": "paper's value (comparison, not result)", "reason": "evidence"})
+    shown = table[["claim", "verdict", "reason", "false_positive_rate", "power", "paper_value", "rule"]].rename(
+        columns={"paper_value": "paper's value (comparison, not result)", "reason": "evidence",
+                 "false_positive_rate": "false-positive rate (null world)", "power": "power (planted effect)"})
     git = prov["git"]
     facts = {"scale": scale, "tier": prov["tier"],
              "git": f"{git['sha'] or 'not a git checkout'}{' (dirty)' if git['dirty'] else ''}",

@@ -235,3 +235,119 @@ class Requires(Rule):
             return INCONCLUSIVE, f"{m.text()}: fewer than {self.minimum:g}, the claim cannot be read"
         inner = self.rule.apply(evidence)
         return inner.verdict, f"{m.text()}; {inner.reason}"
+
+
+@dataclass(frozen=True)
+class Equivalent(Rule):
+    """A "no effect" claim, read as an equivalence test (two one-sided tests): reproduced when the metric's whole
+    interval lies inside (-margin, margin); not reproduced when it lies wholly outside (an effect at least the
+    margin); inconclusive otherwise (absence of evidence is not evidence of absence). The margin is stated next to
+    the claim in `papers.yaml` and derived from the paper's own numbers."""
+
+    metric: str
+    margin: float
+
+    def __post_init__(self):
+        if not self.margin > 0:
+            raise ValueError(f"equivalence margin of {self.metric} must be positive, got {self.margin}")
+
+    def metrics(self):
+        return (self.metric,)
+
+    def describe(self):
+        return f"equivalence: reproduced if the interval of {self.metric} lies inside (-{self.margin:g}, " \
+               f"{self.margin:g}); not reproduced if it lies wholly beyond the margin; inconclusive otherwise"
+
+    def decide(self, evidence):
+        m = evidence[self.metric]
+        lo, hi = _interval(m)
+        if -self.margin < lo and hi < self.margin:
+            return REPRODUCED, f"{m.text()} lies inside the margin +-{self.margin:g}"
+        if lo >= self.margin or hi <= -self.margin:
+            return NOT_REPRODUCED, f"{m.text()} lies beyond the margin +-{self.margin:g}"
+        return INCONCLUSIVE, f"{m.text()} overlaps the margin +-{self.margin:g}: neither equivalent nor different"
+
+
+@dataclass(frozen=True)
+class Exceeds(Rule):
+    """Compare with a baseline recorded in the same run, never with a constant alone: reproduced when the whole
+    interval of `metric` lies beyond the baseline's (above for side "above", below for "below"); not reproduced when
+    it lies wholly on the other side of the baseline's value; inconclusive when they overlap. Where the two share
+    evaluation items, prefer a paired difference metric with `Above`/`Below` (tighter, and honest about pairing)."""
+
+    metric: str
+    baseline: str
+    side: str = "above"
+
+    def __post_init__(self):
+        if self.side not in ("above", "below"):
+            raise ValueError(f"side must be 'above' or 'below', got {self.side!r}")
+
+    def metrics(self):
+        return (self.metric, self.baseline)
+
+    def describe(self):
+        return f"reproduced if the interval of {self.metric} lies wholly {self.side} that of the recorded baseline " \
+               f"{self.baseline}; not reproduced if it lies wholly on the other side of the baseline's value; " \
+               f"inconclusive otherwise"
+
+    def decide(self, evidence):
+        m, b = evidence[self.metric], evidence[self.baseline]
+        lo, hi = _interval(m)
+        b_lo, b_hi = _interval(b)
+        b_value = float(b.value)
+        if self.side == "above":
+            win, lose = lo > b_hi, hi <= b_value
+        else:
+            win, lose = hi < b_lo, lo >= b_value
+        if win:
+            return REPRODUCED, f"{m.text()} lies {self.side} the baseline {b.text()}"
+        if lose:
+            return NOT_REPRODUCED, f"{m.text()} does not reach the baseline {b.text()}"
+        return INCONCLUSIVE, f"{m.text()} overlaps the baseline {b.text()}"
+
+
+@dataclass(frozen=True)
+class Powered(Rule):
+    """The power guard: `rule` is judged only when every guard is reproduced (the model learned at all, the
+    experiment's minimal detectable effect is below the paper's, the arms left chance ...); otherwise the claim is
+    inconclusive, with `why` and the failing guard's reason. Guards read recorded evidence (baselines, gains, spans),
+    never constants alone."""
+
+    rule: Rule
+    guards: Sequence[Rule]
+    why: str
+
+    def metrics(self):
+        return tuple(dict.fromkeys([m for g in self.guards for m in g.metrics()] + list(self.rule.metrics())))
+
+    def describe(self):
+        guards = "; ".join(f"({g.describe()})" for g in self.guards)
+        return f"judged only if {self.why}: {guards}; then {self.rule.describe()}"
+
+    def decide(self, evidence):
+        for g in self.guards:
+            result = g.apply(evidence)
+            if result.verdict != REPRODUCED:
+                return INCONCLUSIVE, f"no power: {self.why} does not hold ({result.reason})"
+        inner = self.rule.apply(evidence)
+        return inner.verdict, inner.reason
+
+
+@dataclass(frozen=True)
+class Capped(Rule):
+    """A claim whose experiment cannot yet decide it (it needs a redesign, named in `why`): the rule is applied and
+    its reading reported, but the verdict is "inconclusive", never "reproduced" or "not reproduced"."""
+
+    rule: Rule
+    why: str
+
+    def metrics(self):
+        return self.rule.metrics()
+
+    def describe(self):
+        return f"inconclusive until {self.why}; reported reading: {self.rule.describe()}"
+
+    def decide(self, evidence):
+        inner = self.rule.apply(evidence)
+        return INCONCLUSIVE, f"{self.why}; the rule alone reads {inner.verdict}: {inner.reason}"

@@ -46,7 +46,8 @@ def _unless_said(reason: str, evidence: list[dict[str, Any]]) -> str:
 
 
 def rate_text(value: Any) -> str:
-    """A false-positive rate (a fraction) as a percentage, or an em dash where the claim has none yet."""
+    """A measured rate (a fraction: false-positive rate, power) as a percentage, or an em dash where the claim has
+    none (no control measured its current rule)."""
     if isinstance(value, dict):
         value = value.get("value", value.get("rate"))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -61,7 +62,7 @@ class RunSummary:
     folder: Path
     papers: list[dict[str, str]]                 # id, title, arxiv of each paper the notebook tests
     scale: str
-    claims: list[dict[str, Any]]                 # claims.json rows + evidence_text, fp_rate_text
+    claims: list[dict[str, Any]]                 # claims.json rows + evidence_text, fp_rate_text, power_text
     headline_figures: list[str]                  # figure stems, in claim order
     recorded_figures: list[str] = field(default_factory=list)     # every figure, in the order recorded
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +113,7 @@ def read_run(folder: Path, notebook: str, tier: str) -> RunSummary | None:
     claims_doc = claims_doc or {}
     claims = [dict(c, evidence_text=evidence_text(c.get("evidence") or []),
                    evidence_note=_unless_said(c.get("reason") or "", c.get("evidence") or []),
-                   fp_rate_text=rate_text(c.get("false_positive_rate")))
+                   fp_rate_text=rate_text(c.get("false_positive_rate")), power_text=rate_text(c.get("power")))
               for c in claims_doc.get("claims", [])]
     metrics = read_json(folder / "metrics.json") or {}
     tested = [{"id": p.id, "title": p.title, "arxiv": p.arxiv} for p in papers().values() if p.notebook == notebook]

@@ -1,0 +1,127 @@
+"""Controls: would a null world also read "reproduced"? Would the experiment find the paper's effect?
+
+For every judged claim, a `Control` simulates the notebook's tidy tables (the same columns the cpu tier produces,
+with realistic noise: seeds, evaluation items, shared items across arms) in two worlds:
+
+- the null world: no effect, only the noise (and, where relevant, the no-skill baselines the run records);
+- the planted world: the effect the paper reports, scaled to the analogue.
+
+Each simulated table goes through the same library functions as the notebook (`caplab.papers.<paper>`,
+`caplab.science`, `caplab.stats`) and the claim's own rule. The share of "reproduced" under the null is the rule's
+false-positive rate (at least 200 draws, at most 5 % allowed), under the planted effect its power. The measured
+rates are recorded per paper in `measured/<paper>.json` (`python -m caplab controls --write`); the registry's
+gate (`caplab.report.calibration`) turns a claim whose rule is not calibrated into "inconclusive", and `make test`
+re-measures every control (`tests/test_controls.py`).
+
+One module per paper, `caplab.controls.<paper>`, holds a list `CONTROLS`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from caplab.report import calibration
+from caplab.report.calibration import OperatingCharacteristics
+from caplab.report.rules import REPRODUCED, Metric
+
+Evidence = Mapping[str, "Metric | tuple | dict | float | bool | None"]
+
+
+@dataclass(frozen=True)
+class Control:
+    """The null and planted worlds of one claim. `simulate(rng, planted)` draws one world's tidy tables, pushes
+    them through the notebook's functions and returns the evidence the claim's rule reads (metric name -> Metric,
+    a (value, lo, hi) tuple, a dict of Metric fields, or a bare value). A world in which the analysis cannot be
+    done (a fit that fails) may raise ValueError or RuntimeError: that draw reads "not reproduced"."""
+
+    claim: str
+    null_world: str
+    planted_effect: str
+    simulate: Callable[[np.random.Generator, bool], Evidence]
+    null_draws: int = 200
+    planted_draws: int = 100
+
+    def __post_init__(self):
+        if self.null_draws < 200:
+            raise ValueError(f"{self.claim}: a false-positive rate needs at least 200 null draws, got "
+                             f"{self.null_draws}")
+
+
+def as_metrics(evidence: Evidence) -> dict[str, Metric]:
+    out = {}
+    for name, value in evidence.items():
+        if isinstance(value, Metric):
+            out[name] = value
+        elif isinstance(value, dict):
+            out[name] = Metric(**{"name": name, **value})
+        elif isinstance(value, tuple):
+            v, lo, hi = value
+            out[name] = Metric(name, _plain(v), _plain(lo), _plain(hi))
+        else:
+            out[name] = Metric(name, _plain(value))
+    return out
+
+
+def _plain(x):
+    if x is None:
+        return None
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def reads_reproduced(control: Control, rng: np.random.Generator, planted: bool) -> bool:
+    from caplab.report.registry import claim
+    try:
+        evidence = as_metrics(control.simulate(rng, planted))
+    except (ValueError, RuntimeError, np.linalg.LinAlgError):
+        return False
+    return claim(control.claim).rule.apply(evidence).verdict == REPRODUCED
+
+
+def measure(control: Control, *, seed: int = 0, null_draws: int | None = None,
+            planted_draws: int | None = None) -> OperatingCharacteristics:
+    """Run the control: the share of null draws and of planted draws that the claim's rule reads "reproduced".
+    Draw i of the null world uses the generator seeded [seed, 0, i], of the planted world [seed, 1, i]."""
+    from caplab.report.registry import claim
+    n0 = control.null_draws if null_draws is None else null_draws
+    n1 = control.planted_draws if planted_draws is None else planted_draws
+    fp = sum(reads_reproduced(control, np.random.default_rng([seed, 0, i]), False) for i in range(n0))
+    tp = sum(reads_reproduced(control, np.random.default_rng([seed, 1, i]), True) for i in range(n1))
+    return OperatingCharacteristics(claim=control.claim, rule=claim(control.claim).rule.describe(),
+                                    false_positive_rate=fp / n0, null_draws=n0,
+                                    power=(tp / n1) if n1 else None, planted_draws=n1,
+                                    null_world=control.null_world, planted_effect=control.planted_effect, seed=seed)
+
+
+def for_paper(paper: str) -> list[Control]:
+    """The controls of one paper (its module `caplab.controls.<paper>`; none if it has no module yet)."""
+    try:
+        module = importlib.import_module(f"caplab.controls.{paper}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"caplab.controls.{paper}":
+            raise
+        return []
+    return list(module.CONTROLS)
+
+
+def write(paper: str, records: list[OperatingCharacteristics]) -> None:
+    """Record a paper's measured operating characteristics (replacing the claims measured, keeping the others)."""
+    from caplab.paths import repo_root
+    from caplab.report import provenance
+    from caplab.substrate.cache import atomic_write_text
+    path = calibration.MEASURED / f"{paper}.json"
+    old = json.loads(path.read_text())["controls"] if path.exists() else []
+    git = provenance.git_state(repo_root())
+    stamp = {"measured": provenance.now(), "git": (git.get("sha") or "")[:12] + (" dirty" if git.get("dirty") else "")}
+    new = {r.claim: {**r.as_dict(), **stamp} for r in records}
+    rows = [row for row in old if row["claim"] not in new] + list(new.values())
+    rows.sort(key=lambda row: row["claim"])
+    atomic_write_text(path, json.dumps({"paper": paper, "controls": rows}, indent=1) + "\n")
+    calibration.recorded.cache_clear()

@@ -1,0 +1,81 @@
+"""Operating characteristics of the verdict rules, and the gate that uses them.
+
+A rule's false-positive rate (how often a null world, with no effect and this run's kind of noise, reads
+"reproduced") and its power (how often a world with the paper's effect, scaled to the analogue, reads
+"reproduced") are measured by the controls in `caplab.controls` and recorded, one JSON file per paper, under
+`caplab/controls/measured/` (`python -m caplab controls --write`). This module reads those records (data only, it
+imports no experiment code) and gates a claim's verdict:
+
+- no record, a record of another rule (the rule changed since), or a false-positive rate above 5 %: the rule is
+  not calibrated, and the claim is "inconclusive (rule not calibrated)", whatever the rule alone reads;
+- "not reproduced" from a rule whose power is below 80 %: "inconclusive (underpowered)", since the experiment
+  would often miss the effect even if it were there.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from caplab.report.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
+
+FPR_BOUND = 0.05
+POWER_BOUND = 0.8
+MEASURED = Path(__file__).resolve().parents[1] / "controls" / "measured"
+
+
+@dataclass(frozen=True)
+class OperatingCharacteristics:
+    claim: str
+    rule: str                          # the rule's text when measured: a record of another rule does not count
+    false_positive_rate: float         # share of null draws read "reproduced"
+    null_draws: int
+    power: float | None                # share of planted draws read "reproduced" (None: no planted world)
+    planted_draws: int
+    null_world: str
+    planted_effect: str
+    seed: int
+    measured: str = ""                 # when, and at which commit
+    git: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def recorded() -> dict[str, OperatingCharacteristics]:
+    """Every measured record, by claim id."""
+    out = {}
+    for path in sorted(MEASURED.glob("*.json")):
+        for row in json.loads(path.read_text())["controls"]:
+            out[row["claim"]] = OperatingCharacteristics(**row)
+    return out
+
+
+def status(claim) -> tuple[OperatingCharacteristics | None, str | None]:
+    """(record, problem): the claim's measured record, and why the rule is not calibrated (None when it is)."""
+    oc = recorded().get(claim.id)
+    if oc is None:
+        return None, "no null and planted controls measured for this claim"
+    if oc.rule != claim.rule.describe():
+        return oc, "the rule changed since its controls were measured (python -m caplab controls --write)"
+    if oc.false_positive_rate > FPR_BOUND:
+        return oc, (f"a null world reads 'reproduced' in {oc.false_positive_rate:.0%} of {oc.null_draws} draws "
+                    f"(bound {FPR_BOUND:.0%})")
+    return oc, None
+
+
+def gate(claim, verdict: Verdict) -> Verdict:
+    """The claim's verdict after its rule's operating characteristics are taken into account."""
+    if verdict.verdict not in (REPRODUCED, NOT_REPRODUCED):
+        return verdict
+    oc, problem = status(claim)
+    alone = f"the rule alone reads {verdict.verdict}: {verdict.reason}"
+    if problem:
+        return Verdict(INCONCLUSIVE, f"rule not calibrated: {problem}; {alone}", verdict.evidence)
+    if verdict.verdict == NOT_REPRODUCED and (oc.power is None or oc.power < POWER_BOUND):
+        found = "was never measured" if oc.power is None else f"is {oc.power:.0%} of {oc.planted_draws} draws"
+        return Verdict(INCONCLUSIVE, f"underpowered: the rule's power at the planted effect ({oc.planted_effect}) "
+                                     f"{found} (needs {POWER_BOUND:.0%}); {alone}", verdict.evidence)
+    return verdict
