@@ -6,7 +6,7 @@ import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "caplab"
 # a layer may import the layers listed after it (and itself); `params` and `paths` are below everything
-ORDER = ["report", "papers", "science", "stats", "substrate"]
+ORDER = ["controls", "report", "papers", "science", "stats", "substrate"]
 BASE = {"params", "paths"}
 
 

@@ -70,7 +70,7 @@ def test_gpu_only_claim_is_not_run_at_cpu():
 def test_kappa_rules_read_the_metrics_the_notebook_records():
     c = registry.claim("kappa.less_forgetting")
     good = ev(Metric("forgetting_low_minus_full", -0.2, -0.3, -0.1), Metric("forgetting_low_minus_lora", -0.1, -0.2, -0.01))
-    assert c.judge(good, "cpu").verdict == REPRODUCED
+    assert c.rule.apply(good).verdict == REPRODUCED
 
 
 def test_brackets_and_requires():

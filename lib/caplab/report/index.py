@@ -17,7 +17,7 @@ import jinja2
 from caplab.report import history
 from caplab.report.registry import TIERS, papers
 from caplab.report.rules import NOT_RUN
-from caplab.report.summary import headline_figures, read_run
+from caplab.report.summary import headline_figures, rate_text, read_run
 from caplab.substrate.cache import atomic_write_text
 
 
@@ -70,7 +70,8 @@ def collect(results: Path) -> list[RunRow]:
             rows.append(RunRow(paper.id, paper.title, paper.arxiv, None, "never run", None, {},
                                [{"claim": c.id, "statement": c.statement, "verdict": NOT_RUN,
                                  "reason": "no run found under results/", "paper_value": c.paper_value,
-                                 "evidence_text": "", "rule": c.rule.describe()} for c in paper.claims]))
+                                 "evidence_text": "", "rule": c.rule.describe(), **_rates(c)}
+                                for c in paper.claims]))
     return rows
 
 
@@ -88,7 +89,13 @@ def _interrupted(record: dict[str, Any], previous: str | None, paper, claims: li
         return f"{status}; previous run kept ({previous})", claims
     return status, [{"claim": c.id, "statement": c.statement, "verdict": NOT_RUN, "evidence_text": "",
                      "reason": "the run was interrupted before it finished", "paper_value": c.paper_value,
-                     "rule": c.rule.describe()} for c in paper.claims]
+                     "rule": c.rule.describe(), **_rates(c)} for c in paper.claims]
+
+
+def _rates(claim) -> dict[str, str]:
+    """The rule's measured false-positive rate and power, as text, for a claim with no run to read them from."""
+    oc = claim.operating()
+    return {"fp_rate_text": rate_text(oc["false_positive_rate"]), "power_text": rate_text(oc["power"])}
 
 
 def _markdown(rows: list[RunRow], changes: list[tuple[RunRow, str, str, str]]) -> str:
@@ -98,7 +105,8 @@ def _markdown(rows: list[RunRow], changes: list[tuple[RunRow, str, str, str]]) -
     if changes:
         lines += ["Verdicts that moved since the previous run:", ""]
         lines += [f"- {r.paper} {r.tier}: `{claim}` {old} -> {new}" for r, claim, old, new in changes] + [""]
-    lines += ["| paper | tier | status | claim | verdict | evidence | when, on what |", "|---|---|---|---|---|---|---|"]
+    lines += ["| paper | tier | status | claim | verdict | evidence | false-positive rate | power | when, on what |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         when = ""
         if r.provenance:
@@ -109,7 +117,7 @@ def _markdown(rows: list[RunRow], changes: list[tuple[RunRow, str, str, str]]) -
         for c in r.claims:
             evidence = (c.get("evidence_text") or c.get("reason", "")).replace("|", "/")
             lines.append(f"| {r.paper} | {r.tier or '-'} | {r.status} | `{c['claim']}` | **{c['verdict']}** | "
-                         f"{evidence} | {when} |")
+                         f"{evidence} | {c.get('fp_rate_text') or '-'} | {c.get('power_text') or '-'} | {when} |")
     return "\n".join(lines) + "\n"
 
 
