@@ -6,6 +6,11 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One thread per process (the notebooks' kernels inherit it): a tiny model's step is faster so on a shared machine,
+# pytest-xdist workers do not oversubscribe the cores, and the smoke metrics (tests/fixtures/smoke_metrics.json)
+# are the same whatever the machine's core count (floating-point sums differ with the thread count).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 REPO = Path(__file__).resolve().parents[1]

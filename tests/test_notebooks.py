@@ -79,8 +79,8 @@ def _same(a, b) -> bool:
 
 
 def check_smoke_metrics(paper: str, out):
-    """The smoke metrics equal those recorded in tests/fixtures/smoke_metrics.json (same CPU and torch only: other
-    kernels round differently). A change meant to move them regenerates the file with
+    """The smoke metrics equal those recorded in tests/fixtures/smoke_metrics.json (same CPU, torch and thread count
+    only: other kernels round differently). A change meant to move them regenerates the file with
     CAPLAB_UPDATE_SMOKE_METRICS=1."""
     metrics = {m["name"]: [m["value"], m["lo"], m["hi"]]
                for m in json.loads((out / "metrics.json").read_text())["metrics"]}
@@ -88,12 +88,14 @@ def check_smoke_metrics(paper: str, out):
     recorded = json.loads(SMOKE_METRICS.read_text())
     if os.environ.get("CAPLAB_UPDATE_SMOKE_METRICS") == "1":
         recorded["papers"][paper] = metrics
-        recorded.update(cpu=prov["cpu"], torch=prov["packages"]["torch"])
+        recorded.update(cpu=prov["cpu"], torch=prov["packages"]["torch"], threads=prov.get("threads"))
         SMOKE_METRICS.write_text(json.dumps(recorded, indent=1, sort_keys=True))
         return
-    if (prov["cpu"], prov["packages"]["torch"]) != (recorded["cpu"], recorded["torch"]):
+    here = (prov["cpu"], prov["packages"]["torch"], prov.get("threads"))
+    if here != (recorded["cpu"], recorded["torch"], recorded.get("threads")):
         warnings.warn(f"{paper}: smoke metrics not compared: recorded on {recorded['cpu']} with torch "
-                      f"{recorded['torch']}, this run is on {prov['cpu']} with torch {prov['packages']['torch']}")
+                      f"{recorded['torch']} at {recorded.get('threads')} threads, this run is on {here[0]} with torch "
+                      f"{here[1]} at {here[2]} threads")
         return
     if paper not in recorded["papers"]:
         warnings.warn(f"{paper}: no smoke metrics recorded yet; record them with CAPLAB_UPDATE_SMOKE_METRICS=1")

@@ -110,6 +110,7 @@ def growth(rng, planted: bool, n: int = 7, noise: float = 0.3):
     log_rho = rate * t + rng.normal(0, noise, n)
     table = pd.DataFrame({"model": [f"m{j}" for j in range(n)], "role": "target", "growth": True, "t": t,
                           "density": np.exp(log_rho), "log_density": log_rho, "score": 0.5, "held_out": False})
+    table["pretrained"] = [f"org/m{j}" for j in range(n)]       # released models with real dates
     g = exp.growth(table, dataclasses.replace(P, seed=int(rng.integers(2**31)), n_boot=20))
     return exp.claim_evidence({"table": table, "metrics": {}}, pd.DataFrame(), g, P)
 

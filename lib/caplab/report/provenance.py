@@ -63,6 +63,14 @@ def gpu_model() -> str | None:
     return None
 
 
+def torch_threads() -> int | None:
+    """Intra-op threads of torch in this process: results differ in the last bits with the thread count, so the
+    same seed gives the same metrics only at the same count."""
+    import sys as _sys
+    torch = _sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
 def seeds_of(params) -> dict[str, Any]:
     """Every seed at any depth (keys named `seed`, `seeds`, `*_seed`, `*_seeds`), by dotted path."""
     from caplab.params import seeds
@@ -84,6 +92,7 @@ def collect(*, notebook: str, tier: str, params, started: str, ended: str | None
         "os": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "threads": torch_threads(),
         "gpu": gpu_model(),
         "started": started,
         "ended": ended,
