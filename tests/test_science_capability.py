@@ -56,3 +56,54 @@ def test_token_accuracy_metric_counts_scored_tokens():
     logits[0, 1, 6] = 1
     logits[0, 2, 1] = 1        # wrong at the last position
     assert token_accuracy_metric(logits, {"labels": labels}) == {"accuracy": pytest.approx(2 / 3)}
+
+
+def test_sample_correlations_match_scipy_with_ties():
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    n_q, n_p = 20, 9
+    chain = pd.DataFrame({"question": np.repeat(np.arange(n_q), n_p),
+                          "log_compute": np.tile(np.round(rng.normal(size=n_p), 1), n_q),
+                          "s": np.round(rng.normal(size=n_q * n_p))}).sample(frac=1, random_state=0)
+    fast = sample_correlations(chain, scores=("s",)).set_index("question")
+    for q, group in chain.groupby("question"):
+        if np.ptp(group.s) == 0:
+            assert np.isnan(fast.loc[q, "spearman"])
+            continue
+        assert fast.loc[q, "spearman"] == pytest.approx(stats.spearmanr(group.log_compute, group.s)[0])
+        assert fast.loc[q, "kendall"] == pytest.approx(stats.kendalltau(group.log_compute, group.s)[0])
+        assert fast.loc[q, "pearson"] == pytest.approx(stats.pearsonr(group.log_compute, group.s)[0])
+
+
+def test_chain_relative_incorrect_mass_ignores_a_shared_shift():
+    rows = pd.DataFrame({"logprob_0": [-2.0, -1.0], "logprob_1": [-3.0, -2.0], "logprob_2": [-3.0, -2.0],
+                         "answer": [0, 0]})
+    out = downstream_chain(rows)
+    assert out.log_odds_incorrect.iloc[0] == pytest.approx(out.log_odds_incorrect.iloc[1])
+    assert out.log_odds_incorrect.iloc[0] == pytest.approx(np.log(2 * np.exp(-3.0)) + 2.0)
+
+
+def test_prior_guessers_and_lookup_table():
+    from caplab.science.capability import lookup_baseline, prior_guessers
+    questions = pd.DataFrame({"choices": [["ab", "cd", "ef"], ["cd", "ab", "gh"], ["ef", "gh", "cd"]],
+                              "answer": [0, 1, 2]})
+    texts = ["x:ab", "y:ab", "z:cd", "abc", "w:cd", "v:cd"]                # "abc" is not a mention of "ab"
+    g = prior_guessers(questions, texts)
+    assert g.chance.tolist() == pytest.approx([1 / 3] * 3)
+    assert g.corpus_prior.tolist() == [0.0, 0.0, 1.0]                     # cd mentioned most (3), ab twice
+    # answers ab, ab, cd, each question left out of its own count; question 0: ab 1, cd 1, ef 0 (a tie of two: 1/2); question 2: ef, gh, cd all 0 (a tie of three: 1/3)
+    assert g.answer_prior.tolist() == pytest.approx([0.5, 0.5, 1 / 3])
+    looked = lookup_baseline(["1+2=3", "2+2=4", "5+5=4"], ["1+2=", "2+2=", "7+7="], ["3", "5", "4"])
+    assert looked.tolist() == [1.0, 0.0, 1.0]                             # unseen: the majority answer ("4")
+
+
+def test_bigram_floor_predicts_the_most_frequent_successor():
+    from caplab.science.capability import bigram_floor
+    from caplab.substrate.data import TokenDataset
+    ids = torch.tensor([[1, 2, 1, 2, 1, 3]])
+    train = TokenDataset(ids, torch.ones_like(ids), ids.clone())
+    held_ids = torch.tensor([[1, 2, 1, 5]])
+    held = TokenDataset(held_ids, torch.ones_like(held_ids), held_ids.clone())
+    floor = bigram_floor(train, held)
+    # after 1 the bigram says 2 (twice against 3 once), after 2 it says 1: right, right, then 2 where 5 follows
+    assert floor.scored.tolist() == [3] and floor.hits.tolist() == [2]

@@ -1,23 +1,27 @@
 """Capabilities across a model family: knowledge multiple choice, arithmetic, trends with scale, the downstream chain.
 
 `knowledge_rows` scores multiple-choice questions at one checkpoint (one row per question, with every choice's
-summed log-probability, lm-evaluation-harness style); `skill_summary` measures held-out corpus loss and arithmetic
-(greedy exact match and the answer's loss). `trend` regresses a measure on log parameters (OLS, robust standard
-errors). `downstream_chain` turns per-question log-probabilities into Schaeffer et al.'s chain
-log p_vocab(correct) -> p_vocab(correct) -> p_choices(correct) -> Brier -> accuracy, and `sample_correlations`
-correlates each question's score with log compute across the family.
+summed log-probability, lm-evaluation-harness style); `skill_summary` measures held-out corpus loss and
+`arithmetic_rows` arithmetic per problem (greedy exact match and the answer's loss). The no-skill references a run
+records beside them: `prior_guessers` (uniform chance, the corpus prior, the majority answer), `lookup_baseline`
+(a lookup table of the training problems) and `bigram_floor` (next-token accuracy of a bigram model). `trend`
+regresses a measure on log parameters (OLS, robust standard errors). `downstream_chain` turns per-question
+log-probabilities into Schaeffer et al.'s chain log p_vocab(correct) -> p_vocab(correct) -> p_choices(correct) ->
+Brier -> accuracy, and `sample_correlations` correlates each question's score with log compute across the family.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import logsumexp
 
 from caplab.stats.regression import slope
 from caplab.substrate.data import TokenDataset
-from caplab.substrate.evaluate import greedy_exact_match, mean_loss, score_multiple_choice
+from caplab.substrate.evaluate import example_losses, greedy_exact_match, mean_loss, score_multiple_choice
 
 CHAIN = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
+MASS = ("p_vocab_incorrect", "log_odds_incorrect")      # the incorrect choices' mass, absolute and relative
 
 
 def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size: int = 32) -> list[dict]:
@@ -27,13 +31,9 @@ def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size
     return scored.drop(columns=[c for c in scored.columns if c.startswith("n_tokens_")]).to_dict("records")
 
 
-def skill_summary(model, tokenizer, row, *, corpus: TokenDataset, arithmetic: TokenDataset, prompts: list[str],
-                  answers: list[str], batch_size: int = 64) -> dict:
-    """Held-out corpus loss, arithmetic answer loss (teacher forced), and greedy exact match on arithmetic."""
-    exact = greedy_exact_match(model, tokenizer, prompts, answers, batch_size=batch_size)
-    return {"corpus_loss": mean_loss(model, corpus, batch_size), "arith_answer_loss": mean_loss(model, arithmetic,
-                                                                                                 batch_size),
-            "arith_accuracy": float(exact.correct.mean()), "arith_n": len(exact)}
+def skill_summary(model, tokenizer, row, *, corpus: TokenDataset, batch_size: int = 64) -> dict:
+    """Held-out corpus loss (arithmetic is scored per problem by `arithmetic_rows`)."""
+    return {"corpus_loss": mean_loss(model, corpus, batch_size)}
 
 
 def trend(frame: pd.DataFrame, y: str, x: str = "log_params", alpha: float = 0.05) -> dict:
@@ -46,7 +46,9 @@ def trend(frame: pd.DataFrame, y: str, x: str = "log_params", alpha: float = 0.0
 def downstream_chain(rows: pd.DataFrame) -> pd.DataFrame:
     """Add the chain's scores to per-question rows holding `logprob_0..k-1` and `answer`: log p_vocab of the correct
     choice, p_vocab, p_choices (renormalised over the choices), minus the Brier score (higher is better), accuracy,
-    and the probability mass (vocabulary-level) on the incorrect choices."""
+    the probability mass (vocabulary-level) on the incorrect choices, and that mass relative to the correct choice's
+    (`log_odds_incorrect` = log p_vocab(incorrect) - log p_vocab(correct), the log-odds of the incorrect choices
+    after renormalising over the choices: a shift shared by every choice, format learning, leaves it unchanged)."""
     columns = sorted((c for c in rows.columns if c.startswith("logprob_") and c[8:].isdigit()), key=lambda c: int(c[8:]))
     if not columns or "answer" not in rows:
         raise ValueError("rows need logprob_0..k-1 and answer columns")
@@ -63,25 +65,142 @@ def downstream_chain(rows: pd.DataFrame) -> pd.DataFrame:
     out["neg_brier"] = -((p_choices - onehot) ** 2).sum(axis=1)
     out["accuracy"] = (logp.argmax(axis=1) == answer).astype(float)
     out["p_vocab_incorrect"] = np.exp(logp).sum(axis=1) - out.p_vocab
+    wrong = np.where(onehot.astype(bool), -np.inf, logp)
+    out["log_odds_incorrect"] = logsumexp(wrong, axis=1) - out.log_p_vocab.to_numpy()
     return out
 
 
-def sample_correlations(chain: pd.DataFrame, x: str = "log_compute", scores=CHAIN + ("p_vocab_incorrect",),
+def sample_correlations(chain: pd.DataFrame, x: str = "log_compute", scores=CHAIN + MASS,
                         sample: str = "question") -> pd.DataFrame:
-    """Per sample and score: Pearson, Spearman and Kendall correlation of the score with `x` across the family's
-    points (NaN where the score does not vary)."""
+    """Per sample and score: Pearson, Spearman and Kendall (tau-b) correlation of the score with `x` across the
+    family's points (NaN where the score does not vary, or where `x` takes fewer than 3 values). Vectorised over
+    samples when every sample has the same number of points (the usual case: every question at every model)."""
+    chain = chain.sort_values([sample, x], kind="stable")
+    sizes = chain.groupby(sample, sort=True).size()
+    if sizes.nunique() != 1:
+        return pd.concat([sample_correlations(group, x, scores, sample) for _, group in chain.groupby(sample)],
+                         ignore_index=True)
+    keys = sizes.index.to_numpy()
+    n_samples, n_points = len(keys), int(sizes.iloc[0])
+    xs = chain[x].to_numpy(float).reshape(n_samples, n_points)
+    x_ok = np.array([len(np.unique(row)) >= 3 for row in xs])
+    i, j = np.triu_indices(n_points, k=1)
+    sx = np.sign(xs[:, j] - xs[:, i])
+    x_ranks = stats.rankdata(xs, axis=1)
     rows = []
-    for key, group in chain.groupby(sample):
-        for score in scores:
-            values = group[score].to_numpy(float)
-            if np.ptp(values) == 0 or group[x].nunique() < 3:
-                rho = dict(pearson=np.nan, spearman=np.nan, kendall=np.nan)
-            else:
-                rho = dict(pearson=stats.pearsonr(group[x], values)[0],
-                           spearman=stats.spearmanr(group[x], values)[0],
-                           kendall=stats.kendalltau(group[x], values)[0])
-            rows.append({sample: key, "score": score, **rho})
-    return pd.DataFrame(rows)
+    for score in scores:
+        ys = chain[score].to_numpy(float).reshape(n_samples, n_points)
+        ok = x_ok & (np.ptp(ys, axis=1) > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pearson = _row_pearson(xs, ys)
+            spearman = _row_pearson(x_ranks, stats.rankdata(ys, axis=1))
+            sy = np.sign(ys[:, j] - ys[:, i])
+            kendall = (sx * sy).sum(1) / np.sqrt((sx != 0).sum(1) * (sy != 0).sum(1))
+        for name, values in (("pearson", pearson), ("spearman", spearman), ("kendall", kendall)):
+            values[~ok] = np.nan
+        rows.append(pd.DataFrame({sample: keys, "score": score, "pearson": pearson, "spearman": spearman,
+                                  "kendall": kendall}))
+    out = pd.concat(rows, ignore_index=True)
+    position = np.arange(len(out))
+    return out.iloc[np.lexsort((position // n_samples, position % n_samples))].reset_index(drop=True)
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    r = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.clip(r, -1.0, 1.0)
+
+
+# -- no-skill references recorded in the same run -------------------------------------------------------------------
+def mention_counts(texts: list[str], values) -> dict[str, int]:
+    """How often each value occurs in the training texts as a whole word (not inside a longer word or number)."""
+    import re
+    joined = "\n".join(texts)
+    out = {}
+    for value in dict.fromkeys(str(v) for v in values):
+        word = value.strip()
+        out[value] = len(re.findall(r"(?<![0-9A-Za-z])" + re.escape(word) + r"(?![0-9A-Za-z])", joined)) if word else 0
+    return out
+
+
+def _argmax_credit(scores: np.ndarray, answer: np.ndarray) -> np.ndarray:
+    """Expected accuracy of picking the highest-scoring choice, ties broken uniformly at random."""
+    best = scores == scores.max(axis=1, keepdims=True)
+    return best[np.arange(len(answer)), answer] / best.sum(axis=1)
+
+
+def prior_guessers(questions: pd.DataFrame, texts: list[str]) -> pd.DataFrame:
+    """Per question, the expected accuracy of guessers that know nothing about the question's fact:
+    `chance` (uniform over the choices), `corpus_prior` (the choice mentioned most often in the training texts: the
+    prior a language model of that corpus learns without the fact) and `answer_prior` (the choice that is most often
+    the correct answer among the other questions: the majority answer, leave-one-out). Ties are split evenly."""
+    choices = [list(c) for c in questions.choices]
+    width = {len(c) for c in choices}
+    if len(width) != 1:
+        raise ValueError(f"questions have different numbers of choices: {sorted(width)}")
+    answer = questions.answer.to_numpy(int)
+    grid = np.array([[str(v) for v in c] for c in choices], dtype=object)
+    counts = mention_counts(texts, grid.ravel())
+    mentions = np.vectorize(counts.get, otypes=[float])(grid)
+    correct = pd.Series(grid[np.arange(len(grid)), answer]).value_counts()
+    as_answer = np.vectorize(lambda v: float(correct.get(v, 0)), otypes=[float])(grid)
+    as_answer[np.arange(len(grid)), answer] -= 1            # leave the question itself out
+    return pd.DataFrame({"question": np.arange(len(questions)), "chance": 1.0 / grid.shape[1],
+                         "corpus_prior": _argmax_credit(mentions, answer),
+                         "answer_prior": _argmax_credit(as_answer, answer)})
+
+
+def lookup_baseline(texts: list[str], prompts: list[str], answers: list[str], sep: str = "=") -> np.ndarray:
+    """Per problem, the exact match of a lookup table of the training texts: the answer seen after the same prompt
+    in training (text `prompt + answer`, cut after the first `sep`), else the most frequent training answer."""
+    table: dict[str, str] = {}
+    for text in texts:
+        cut = text.find(sep)
+        if cut >= 0:
+            table.setdefault(text[:cut + len(sep)].strip(), text[cut + len(sep):].strip())
+    majority = pd.Series(list(table.values())).mode().iloc[0] if table else None
+    return np.array([float(table.get(p.strip(), majority) == a.strip()) for p, a in zip(prompts, answers)])
+
+
+def bigram_floor(train, held) -> pd.DataFrame:
+    """Per held-out row: next-token hits of a bigram model (the most frequent next token after each token in the
+    training rows; the most frequent token where a token was never seen) over the scored positions, teacher-forced
+    like `token_accuracy_metric`. Columns `hits`, `scored`."""
+    ids, mask = train.input_ids.numpy(), train.attention_mask.numpy().astype(bool)
+    keep = mask[:, :-1] & mask[:, 1:]
+    pairs = pd.DataFrame({"prev": ids[:, :-1][keep], "next": ids[:, 1:][keep]})
+    if pairs.empty:
+        raise ValueError("no token pairs in the training rows")
+    counted = pairs.value_counts().reset_index(name="n").sort_values(["prev", "n", "next"],
+                                                                       ascending=[True, False, True])
+    best = counted.drop_duplicates("prev").set_index("prev")["next"]
+    fallback = int(pairs["next"].value_counts().idxmax())
+    held_ids, labels = held.input_ids.numpy(), held.labels.numpy()
+    predicted = best.reindex(held_ids[:, :-1].ravel()).fillna(fallback).to_numpy(int).reshape(held_ids[:, :-1].shape)
+    target = labels[:, 1:]
+    scored = target != -100
+    return pd.DataFrame({"hits": ((predicted == target) & scored).sum(1), "scored": scored.sum(1)})
+
+
+def sequence_hits(logits, batch) -> pd.DataFrame:
+    """Per row: teacher-forced next-token hits over the scored positions (`token_accuracy_metric`, unaveraged)."""
+    predicted = logits[:, :-1].argmax(-1)
+    labels = batch["labels"][:, 1:].to(predicted.device)
+    scored = labels != -100
+    return pd.DataFrame({"hits": ((predicted == labels) & scored).sum(1).cpu().numpy(),
+                         "scored": scored.sum(1).cpu().numpy()})
+
+
+def arithmetic_rows(model, tokenizer, row, *, arithmetic: TokenDataset, prompts: list[str], answers: list[str],
+                    batch_size: int = 64) -> list[dict]:
+    """One dict per arithmetic problem: greedy exact match and the answer's loss (teacher forced, nats per token)."""
+    exact = greedy_exact_match(model, tokenizer, prompts, answers, batch_size=batch_size)
+    losses = example_losses(model, arithmetic, batch_size)
+    if len(losses) != len(exact):
+        raise ValueError(f"{len(exact)} problems but {len(losses)} loss rows")
+    return [{"problem": i, "arith_correct": float(c), "arith_loss_sum": float(s), "arith_n_tokens": int(n)}
+            for i, (c, s, n) in enumerate(zip(exact.correct, losses.loss_sum, losses.n_tokens))]
 
 
 def answer_accuracy_metric(logits, batch) -> dict:
