@@ -27,7 +27,7 @@ import numpy as np
 
 from caplab.report import calibration
 from caplab.report.calibration import OperatingCharacteristics
-from caplab.report.rules import REPRODUCED, Metric
+from caplab.report.rules import REPRODUCED, Capped, Metric
 
 Evidence = Mapping[str, "Metric | tuple | dict | float | bool | None"]
 
@@ -76,19 +76,27 @@ def _plain(x):
     return None if math.isnan(x) else x
 
 
-def reads_reproduced(control: Control, rng: np.random.Generator, planted: bool) -> bool:
+def measured_rule(claim_id: str):
+    """The rule whose rates a control measures: the claim's own, or for a claim capped at "inconclusive" until a
+    redesign (`Capped`), the rule it applies underneath (so the record says whether that rule is ready)."""
     from caplab.report.registry import claim
+    rule = claim(claim_id).rule
+    return rule.rule if isinstance(rule, Capped) else rule
+
+
+def reads_reproduced(control: Control, rng: np.random.Generator, planted: bool) -> bool:
     try:
         evidence = as_metrics(control.simulate(rng, planted))
     except (ValueError, RuntimeError, np.linalg.LinAlgError):
         return False
-    return claim(control.claim).rule.apply(evidence).verdict == REPRODUCED
+    return measured_rule(control.claim).apply(evidence).verdict == REPRODUCED
 
 
 def measure(control: Control, *, seed: int = 0, null_draws: int | None = None,
             planted_draws: int | None = None) -> OperatingCharacteristics:
-    """Run the control: the share of null draws and of planted draws that the claim's rule reads "reproduced".
-    Draw i of the null world uses the generator seeded [seed, 0, i], of the planted world [seed, 1, i]."""
+    """Run the control: the share of null draws and of planted draws that the claim's rule reads "reproduced" (for
+    a capped claim, the rule under the cap). Draw i of the null world uses the generator seeded [seed, 0, i], of the
+    planted world [seed, 1, i]."""
     from caplab.report.registry import claim
     n0 = control.null_draws if null_draws is None else null_draws
     n1 = control.planted_draws if planted_draws is None else planted_draws

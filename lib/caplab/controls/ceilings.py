@@ -9,8 +9,8 @@ problems, 5 models from 2e4 to 8e5 non-embedding parameters, 64 held-out sequenc
 (problems) carry a difficulty shared by every model, so the models are paired on items. Bootstraps use 200
 resamples (the notebook's 2000 give the same intervals up to resampling noise).
 
-Two of the four rules are capped (`Capped`, issue 14): they never read "reproduced", so their measured rates are 0;
-the simulations still measure the capped rule's inner reading (`inner_rates`), reported with the issue.
+Three of the four rules are capped (`Capped`, issue 14): they never read "reproduced"; the recorded rates are those
+of the rule under the cap (`caplab.controls.measured_rule`), so the record says whether it is ready for the redesign.
 """
 from __future__ import annotations
 
@@ -138,22 +138,6 @@ def swap(rng, planted: bool):
     # null: the swap keeps 10 % of the skill above the floor (the rule's boundary: graceful degradation keeps more);
     # planted: complete collapse to the floor
     return swap_world(rng, retained=0.0 if planted else 0.1)
-
-
-def inner_rates(control: Control, draws: int = 200) -> tuple[float, float]:
-    """(false-positive rate, power) of a capped claim's inner rule on the control's worlds (the recorded rates of
-    a capped rule are 0 by construction)."""
-    from caplab.controls import as_metrics
-    from caplab.report.registry import claim
-    from caplab.report.rules import REPRODUCED
-    rule = claim(control.claim).rule
-    inner = getattr(rule, "rule", rule)
-    rates = []
-    for world, n in ((0, draws), (1, draws // 2)):
-        hits = sum(inner.apply(as_metrics(control.simulate(np.random.default_rng([0, world, i]), bool(world))))
-                   .verdict == REPRODUCED for i in range(n))
-        rates.append(hits / n)
-    return rates[0], rates[1]
 
 
 CONTROLS = [
