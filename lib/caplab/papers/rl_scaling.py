@@ -152,17 +152,17 @@ def reuse_relative_loss(final: pd.DataFrame, tau: float, reference: float = 1.0,
     """The share of RL's gain at `reference` that reuse factor `tau` loses: (error at tau - error at reference) /
     (error before RL - error at reference), paired bootstrap over test prompts (the ratio of means on every
     resample; averaged over seeds). 0: reuse costs nothing; 0.5: half the gain lost; read only where the gain at
-    the reference is measurably positive (`improvement`)."""
+    the reference is measurably positive (`improvement`). The gain in the denominator is floored at one prompt's
+    worth (1 / prompts), so that the number stays defined (and large) where RL gained nothing."""
     table = final.groupby(["tau", "prompt"])[["initial", "correct"]].mean().unstack("tau")
     if tau not in table["correct"].columns or reference not in table["correct"].columns:
         raise ValueError(f"need final evaluations at tau = {tau} and {reference}")
     loss = (table["correct"][reference] - table["correct"][tau]).to_numpy()
     gain = (table["correct"][reference] - table["initial"][reference]).to_numpy()
     rows = resample_indices(len(loss), n_boot, np.random.default_rng(seed))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        draws = loss[rows].mean(1) / gain[rows].mean(1)
-        point = loss.mean() / gain.mean()
-    return (float(point), *percentile_interval(draws, ignore_nan=True))
+    floor = 1.0 / len(gain)
+    draws = loss[rows].mean(1) / np.maximum(gain[rows].mean(1), floor)
+    return (float(loss.mean() / max(gain.mean(), floor)), *percentile_interval(draws))
 
 
 def learning(finals: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
