@@ -58,11 +58,38 @@ def test_best_share_per_budget():
     assert best[100] == 1.0 and best[300] == 0.5
 
 
-def test_chance_guard_sees_arms_at_chance():
+def _base(n: int = 400, majority: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    answers = np.where(rng.random(n) < majority, "7", rng.integers(10, 99, n).astype(str))
+    return pd.DataFrame({"question": range(n), "answer": answers, "correct": False, "formatted": False})
+
+
+def test_baselines_are_compared_per_question():
     assert allocation.majority_baseline(["1", "1", "2", "3"]) == 0.5
-    at_chance = _planted({(100, 0.0): 0.1, (100, 0.5): 0.1, (100, 1.0): 0.12, (3000, 0.0): 0.0, (3000, 0.1): 0.3,
+    assert list(allocation.majority_correct(["1", "1", "2", "3"])) == [1.0, 1.0, 0.0, 0.0]
+    at_chance = _planted({(100, 0.0): 0.1, (100, 0.5): 0.1, (100, 1.0): 0.12, (3000, 0.0): 0.0, (3000, 0.1): 0.1,
                           (3000, 1.0): 0.6})
-    ev = allocation.claim_evidence(at_chance, n_boot=50, chance=0.1)
-    assert ev["small_budgets_learned"][0] < 0
-    learned = _planted({(100, 0.0): 0.1, (100, 1.0): 0.5, (3000, 0.0): 0.0, (3000, 0.1): 0.3, (3000, 1.0): 0.6})
-    assert allocation.claim_evidence(learned, n_boot=50, chance=0.1)["small_budgets_learned"][0] > 0.2
+    ev = allocation.claim_evidence(at_chance, n_boot=200, base=_base())
+    assert ev["small_budgets_best_minus_majority"][1] < 0 and ev["small_sft_minus_majority"][2] < 0
+    learned = _planted({(100, 0.0): 0.1, (100, 1.0): 0.5, (3000, 0.0): 0.0, (3000, 0.1): 0.5, (3000, 1.0): 0.6})
+    ev = allocation.claim_evidence(learned, n_boot=200, base=_base())
+    assert ev["small_budgets_best_minus_majority"][1] > 0.15 and ev["small_sft_minus_majority"][1] > 0.15
+
+
+def test_dpo_gain_is_read_against_its_own_sft_start():
+    acc = {(100, 1.0): 0.3, (1000, 0.0): 0.25, (1000, 0.1): 0.35, (1000, 1.0): 0.5}
+    long = _planted(acc)
+    long["n_sft"] = (long.share * long.budget).round().astype(int)
+    long["n_pft"] = long.budget - long.n_sft
+    value, lo, hi = allocation.claim_evidence(long, n_boot=200, base=_base())["dpo_gain_large"]
+    assert lo > 0 and abs(value - 0.25) < 0.06          # DPO on the base: 0.25 over a base model at 0
+
+
+def test_the_best_of_equal_arms_is_not_an_effect():
+    """Five mixes as good as SFT alone: the best of them must not read as a win (the selection is accounted for)."""
+    wins = 0
+    for seed in range(40):
+        acc = {(3000, s): 0.5 for s in (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)}
+        ev = allocation.claim_evidence(_planted(acc, n=300, seed=seed), n_boot=200, seed=seed)
+        wins += ev["best_mix_minus_sft_only_large"][1] > 0
+    assert wins <= 3

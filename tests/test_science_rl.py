@@ -104,3 +104,29 @@ def test_improvement_and_aic_margin():
     gain, lo, hi = rl_fits.improvement(final, 1.0, n_boot=300)
     assert gain == pytest.approx(0.3) and lo > 0.15
     assert rl_fits.aic_margin(pd.DataFrame({"aic": [-10.0, -9.0, -3.0]})) == pytest.approx(1.0)
+
+
+def test_reuse_relative_loss_reads_the_share_of_the_gain_lost():
+    initial = np.zeros(200)
+    at1 = np.r_[np.ones(100), np.zeros(100)]                  # tau = 1: pass@1 0 -> 0.5
+    at25 = np.r_[np.ones(50), np.zeros(150)]                  # tau = 25 keeps half of that gain
+    final = pd.concat([pd.DataFrame({"tau": t, "seed": 0, "prompt": range(200), "initial": initial, "correct": c})
+                       for t, c in ((1.0, at1), (25.0, at25))])
+    loss, lo, hi = rl_fits.reuse_relative_loss(final, 25.0, n_boot=300)
+    assert loss == pytest.approx(0.5) and lo < 0.5 < hi
+
+
+def test_learning_and_r2_references():
+    curves = _curves(lambda n: 0.3 * n / (n + 3e4), noise=0.0)
+    fits = rl_fits.per_size_fits(curves, xs=("compute",), n_boot=0, starts=1)
+    assert fits.k_lo.isna().all() and (fits.r2 > 0.999).all()
+    low_noise = rl_fits.r2_references(curves, fits, n_items=100_000, xs=("compute",))
+    high_noise = rl_fits.r2_references(curves, fits, n_items=20, xs=("compute",))
+    assert low_noise["attainable"] > 0.9 > high_noise["attainable"]
+    assert high_noise["noise_only"] < 0.9
+    finals = pd.DataFrame({"model": np.repeat(["a", "b"], 100), "prompt": np.tile(range(100), 2),
+                           "initial": 0.0, "correct": np.r_[np.ones(50), np.zeros(50), np.zeros(100)]})
+    drops = rl_fits.learning(finals, n_boot=200).set_index("model")
+    assert drops.lo["a"] > 0 and drops.error_drop["b"] == 0
+    ev = rl_fits.learning_evidence(finals, n_boot=200)
+    assert ev["rl_error_drop_min"][0] == 0

@@ -17,7 +17,7 @@ import pandas as pd
 
 from caplab.papers import _types as T
 from caplab.params import Tier
-from caplab.stats.resampling import bootstrap_draws, bootstrap_interval, percentile_interval
+from caplab.stats.resampling import bootstrap_interval, resample_indices
 from caplab.substrate import runlog
 
 
@@ -99,30 +99,48 @@ def accuracy_table(long: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _paired(long: pd.DataFrame, pick_a: Callable[[pd.DataFrame], pd.Series],
-            pick_b: Callable[[pd.DataFrame], pd.Series], n_boot: int, seed: int) -> tuple[float, float, float]:
-    """mean(a) - mean(b) over questions, where a and b are per-question scores chosen (on each resample, so the
-    choice of the best arm is bootstrapped too) by `pick_a` / `pick_b` from a question x arm matrix."""
-    point = float(pick_a(long).mean() - pick_b(long).mean())
+class _Boot:
+    """Arm means over the same test questions and over `n_boot` resamples of those questions (one set of resamples
+    for every comparison, so that differences are paired). `matrix`: question x arm scores (arms as columns)."""
 
-    def difference(rows):
-        sample = long.iloc[rows]
-        return pick_a(sample).mean() - pick_b(sample).mean()
+    def __init__(self, matrix: pd.DataFrame, n_boot: int, seed: int):
+        if matrix.isna().any().any():
+            raise ValueError("every arm must be scored on the same test questions")
+        values = matrix.to_numpy(float)
+        rows = resample_indices(len(values), n_boot, np.random.default_rng(seed))
+        counts = np.zeros((n_boot, len(values)))
+        np.add.at(counts, (np.arange(n_boot)[:, None], rows), 1.0)
+        self.columns = list(matrix.columns)
+        self.point = values.mean(0)
+        self.draws = counts @ values / len(values)
 
-    draws = bootstrap_draws(len(long), difference, n=n_boot, rng=np.random.default_rng(seed))
-    return (point, *percentile_interval(draws))
+    def has(self, column) -> bool:
+        return column in self.columns
+
+    def compare(self, a, b, level: float = 0.95) -> tuple[float, float, float]:
+        """The best of arms `a` minus the best of arms `b` (each a list of columns), with an interval that holds
+        whichever arms are best: percentile intervals of every pairwise difference a_i - b_j at the Bonferroni
+        level 1 - (1 - level) / (|a| |b|), combined as [max_i min_j lo_ij, max_i min_j hi_ij] (re-choosing the best
+        arm on each resample instead would read the selection's own noise as an effect)."""
+        ia, ib = [self.columns.index(c) for c in a], [self.columns.index(c) for c in b]
+        if not ia or not ib:
+            raise ValueError("no arm to compare")
+        pairs = len(ia) * len(ib)
+        tail = (1 - level) / (2 * pairs)
+        diffs = self.draws[:, ia][:, :, None] - self.draws[:, ib][:, None, :]
+        lo, hi = np.quantile(diffs, [tail, 1 - tail], axis=0)
+        point = self.point[ia][:, None] - self.point[ib][None, :]
+        return float(point.min(1).max()), float(lo.min(1).max()), float(hi.min(1).max())
 
 
-def _matrix(long: pd.DataFrame, ratio: float, budget: int, column: str = "correct") -> pd.DataFrame:
-    rows = long[(long.ratio == ratio) & (long.budget == budget)]
-    return rows.pivot_table(index="question", columns="share", values=column, aggfunc="mean")
+def _lowest(values: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """The smallest of several differences (the claim must hold at each): [min lo, min hi] covers it whenever
+    each interval covers its own."""
+    return tuple(float(min(v[i] for v in values)) for i in range(3))
 
 
-def _best(shares):
-    def pick(matrix):
-        cols = [s for s in matrix.columns if shares(s)]
-        return matrix[cols[int(np.argmax(matrix[cols].mean().to_numpy()))]]
-    return pick
+def _highest(values: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    return tuple(float(max(v[i] for v in values)) for i in range(3))
 
 
 def majority_baseline(answers) -> float:
@@ -130,46 +148,93 @@ def majority_baseline(answers) -> float:
     return float(pd.Series(list(answers)).value_counts(normalize=True).iloc[0])
 
 
-def learned_margin(long: pd.DataFrame, budgets, chance: float, ratio: float = 1.0) -> tuple[float, float, float]:
-    """Over the given budgets and every share, the best Wilson 95 % lower bound of accuracy minus `chance`
-    (positive: some allocation measurably learned the task there), as (value, lo, hi) of the best arm."""
-    table = accuracy_table(long[(long.ratio == ratio) & long.budget.isin(list(budgets))])
-    best = table.loc[table.lo.idxmax()]
-    return float(best.lo - chance), float(best.lo - chance), float(best.hi - chance)
+def majority_correct(answers) -> np.ndarray:
+    """Per test question, whether always giving the most common test answer is right (the majority-answer
+    guesser, scored per question so that arms can be compared with it paired)."""
+    answers = pd.Series(list(answers)).astype(str)
+    return (answers == answers.value_counts().index[0]).to_numpy(float)
+
+
+def scores_matrix(long: pd.DataFrame, ratio: float, base: pd.DataFrame | None = None,
+                  column: str = "correct") -> pd.DataFrame:
+    """question x arm, arms (budget, share) at `ratio`; with `base` (the base model's scores: question, answer,
+    correct), also the arms ("base", 0) and ("majority", 0): the base model and the majority-answer guesser."""
+    rows = long[long.ratio == ratio]
+    matrix = rows.groupby(["question", "budget", "share"])[column].mean().unstack(["budget", "share"])
+    matrix.columns = [(int(b), float(s)) for b, s in matrix.columns]
+    if base is not None:
+        base = base.set_index("question").reindex(matrix.index)
+        matrix[("base", 0.0)] = base[column].to_numpy(float)
+        if column == "correct":
+            matrix[("majority", 0.0)] = majority_correct(base.answer)
+    return matrix
+
+
+def _sft_start(arms: pd.DataFrame, n_sft: int):
+    """The arm that is this run's SFT start: the base model for n_sft = 0, else the SFT-only run on the same
+    examples (share 1 at the budget n_sft, trained identically), or None where the grid has no such run."""
+    if n_sft == 0:
+        return ("base", 0.0)
+    hit = arms[(arms.share == 1.0) & (arms.n_sft == n_sft)]
+    return (int(n_sft), 1.0) if len(hit) else None
 
 
 def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: float = 0.1, ratio: float = 1.0,
-                   n_boot: int = 1000, seed: int = 0, chance: float | None = None
+                   n_boot: int = 1000, seed: int = 0, base: pd.DataFrame | None = None
                    ) -> dict[str, tuple[float, float, float]]:
-    """Numbers the claims are judged on, at the equal-cost ratio, each (value, lo, hi):
-    - sft_only_minus_best_mix_small: at every budget below `small_budget`, accuracy of SFT alone (share 1) minus
-      the best other share; the smallest of these differences (SFT must win at each small budget);
+    """Numbers the claims are judged on, at the cost ratio `ratio`, each (value, lo, hi): differences of accuracy
+    over the same test questions with paired bootstrap intervals (one set of question resamples for all). "The best
+    of a set" of arms is read with simultaneous (Bonferroni) intervals over the arms (`_Boot.compare`); "at every
+    budget" is the smallest difference, with the smallest bounds.
+    - sft_only_minus_best_mix_small: the smallest, over budgets below `small_budget`, of SFT alone (share 1) minus
+      the best other share (SFT must win at each small budget);
     - best_mix_minus_sft_only_large: at the largest budget, the best share strictly between 0 and 1 minus share 1;
     - cold_start_minus_small_sft: at the largest budget, share 0 (DPO on the base) minus the best share in
-      (0, small_share];
+      (0, small_share]; small_sft_gain: its negative (the gain from at most `small_share` SFT);
     - cold_start_format_rate: at the largest budget, share 0's rate of answers in the "#### answer" format;
-    - small_sft_gain: the negative of cold_start_minus_small_sft (the gain from at most `small_share` SFT);
-    - small_budgets_learned (with `chance`): the best lower accuracy bound at the small budgets minus chance."""
+    - sft_only_last_step_gain: SFT alone at the largest budget minus at the one before (has SFT plateaued?).
+    With `base` (the base model's per-question scores: question, answer, correct), the recorded baselines:
+    - small_budgets_best_minus_majority: the smallest, over budgets below `small_budget`, of the best arm minus the
+      majority-answer guesser (did any allocation learn the task there?);
+    - small_sft_minus_majority: the best share in (0, small_share] at the largest budget minus the majority answer;
+    - dpo_gain_large: at the largest budget, the best DPO run minus its own SFT start (the base model for share 0,
+      the SFT-only run on the same examples where the grid has it): does DPO act at all?"""
     out: dict[str, tuple[float, float, float]] = {}
-    budgets = sorted(long[long.ratio == ratio].budget.unique())
-    small = [b for b in budgets if b < small_budget]
+    rows = long.loc[long.ratio == ratio, ["budget", "share", "n_sft", "n_pft"]].drop_duplicates()
+    budgets = sorted(rows.budget.unique())
+    boot = _Boot(scores_matrix(long, ratio, base), n_boot, seed)
+    shares = {b: sorted(group.share.unique()) for b, group in rows.groupby("budget")}
+    majority = [("majority", 0.0)]
+    small = [b for b in budgets if b < small_budget and 1.0 in shares[b] and len(shares[b]) > 1]
     if small:
-        diffs = [_paired(_matrix(long, ratio, b), lambda m: m[1.0], _best(lambda s: s < 1.0), n_boot, seed)
-                 for b in small]
-        out["sft_only_minus_best_mix_small"] = min(diffs, key=lambda d: d[0])
-        if chance is not None:
-            out["small_budgets_learned"] = learned_margin(long, small, chance, ratio)
-    large = _matrix(long, ratio, budgets[-1])
-    mixed = [s for s in large.columns if 0 < s < 1]
-    if mixed and 1.0 in large.columns:
-        out["best_mix_minus_sft_only_large"] = _paired(large, _best(lambda s: 0 < s < 1), lambda m: m[1.0],
-                                                       n_boot, seed)
-    if 0.0 in large.columns and any(0 < s <= small_share for s in large.columns):
-        gap = _paired(large, lambda m: m[0.0], _best(lambda s: 0 < s <= small_share), n_boot, seed)
+        out["sft_only_minus_best_mix_small"] = _lowest(
+            [boot.compare([(b, 1.0)], [(b, s) for s in shares[b] if s < 1.0]) for b in small])
+        if boot.has(majority[0]):
+            out["small_budgets_best_minus_majority"] = _lowest(
+                [boot.compare([(b, s) for s in shares[b]], majority) for b in small])
+    top = budgets[-1]
+    mixed = [(top, s) for s in shares[top] if 0 < s < 1]
+    if mixed and 1.0 in shares[top]:
+        out["best_mix_minus_sft_only_large"] = boot.compare(mixed, [(top, 1.0)])
+    if len(budgets) > 1 and 1.0 in shares[top] and 1.0 in shares[budgets[-2]]:
+        out["sft_only_last_step_gain"] = boot.compare([(top, 1.0)], [(budgets[-2], 1.0)])
+    small_sft = [(top, s) for s in shares[top] if 0 < s <= small_share]
+    if 0.0 in shares[top] and small_sft:
+        gap = boot.compare([(top, 0.0)], small_sft)
         out["cold_start_minus_small_sft"] = gap
-        out["small_sft_gain"] = (-gap[0], -gap[2], -gap[1])
-        formatted = _matrix(long, ratio, budgets[-1], "formatted")[0.0]
-        out["cold_start_format_rate"] = bootstrap_interval(formatted, n=n_boot, rng=np.random.default_rng(seed))
+        out["small_sft_gain"] = boot.compare(small_sft, [(top, 0.0)])
+        formatted = scores_matrix(long, ratio, column="formatted")[(top, 0.0)]
+        out["cold_start_format_rate"] = bootstrap_interval(formatted.to_numpy(float), n=n_boot,
+                                                           rng=np.random.default_rng(seed))
+        if boot.has(majority[0]):
+            out["small_sft_minus_majority"] = boot.compare(small_sft, majority)
+    if boot.has(("base", 0.0)):
+        runs = rows[(rows.budget == top) & (rows.n_pft > 0)]
+        pairs = [((top, r.share), _sft_start(rows, int(r.n_sft))) for r in runs.itertuples()]
+        pairs = [(arm, start) for arm, start in pairs if start is not None and boot.has(start)]
+        if pairs:       # the best DPO gain, each pair at the Bonferroni level over the pairs
+            out["dpo_gain_large"] = _highest([boot.compare([arm], [start], level=1 - 0.05 / len(pairs))
+                                              for arm, start in pairs])
     return out
 
 

@@ -27,7 +27,7 @@ from caplab.stats import laws
 from caplab.stats.fit_compare import compare
 from caplab.stats.fitting import bootstrap, fit_law
 from caplab.stats.regression import slope
-from caplab.stats.resampling import bootstrap_interval
+from caplab.stats.resampling import bootstrap_interval, percentile_interval, resample_indices
 
 K_LAWS = (laws.K_SATURATING_K, laws.K_POWER_K, laws.K_LOG_LINEAR_K)
 
@@ -61,8 +61,10 @@ def usable(curves: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def per_size_fits(curves: pd.DataFrame, xs=("compute", "prompts_seen"), n_boot: int = 200,
-                  seed: int = 0) -> pd.DataFrame:
-    """One row per (model, x): N, k, its interval, E0, R^2 (log space), points used and excluded."""
+                  seed: int = 0, starts: int = 20) -> pd.DataFrame:
+    """One row per (model, x): N, k, its interval (a bootstrap over the curve's points; none with n_boot = 0), E0,
+    R^2 (log space), points used and excluded. The objective (Huber of residuals linear in k and E0) is convex, so
+    one start reaches the same optimum as many (the controls use starts = 1)."""
     rows = []
     for x in xs:
         for model, group in curves.groupby("model", sort=False):
@@ -71,11 +73,13 @@ def per_size_fits(curves: pd.DataFrame, xs=("compute", "prompts_seen"), n_boot: 
                 rows.append({"model": model, "N": group.N.iloc[0], "x": x, "points": len(points),
                              "excluded": len(group) - len(points)})
                 continue
-            fit = fit_law(laws.RL_LOGLINEAR, points, inputs={"X": x}, target="error", starts=20, seed=seed,
+            fit = fit_law(laws.RL_LOGLINEAR, points, inputs={"X": x}, target="error", starts=starts, seed=seed,
                           warn=False)
-            boot = bootstrap(fit, n=n_boot, seed=seed)
-            rows.append({"model": model, "N": group.N.iloc[0], "x": x, "k": fit.params["k"],
-                         "k_lo": boot.intervals.loc["k", "lower"], "k_hi": boot.intervals.loc["k", "upper"],
+            k_lo = k_hi = np.nan
+            if n_boot:
+                boot = bootstrap(fit, n=n_boot, seed=seed)
+                k_lo, k_hi = boot.intervals.loc["k", "lower"], boot.intervals.loc["k", "upper"]
+            rows.append({"model": model, "N": group.N.iloc[0], "x": x, "k": fit.params["k"], "k_lo": k_lo, "k_hi": k_hi,
                          "E0": fit.params["E0"], "r2": fit.r2(), "converged": fit.converged,
                          "points": len(points), "excluded": len(group) - len(points)})
     # every column even when no size could be fitted (a gpu run with few evaluations), so that readers of the
@@ -84,15 +88,22 @@ def per_size_fits(curves: pd.DataFrame, xs=("compute", "prompts_seen"), n_boot: 
                                                "points", "excluded"])
 
 
-def k_law_comparison(fits: pd.DataFrame, x: str, n_boot: int = 200, seed: int = 0):
-    """(comparison table, saturating-law bootstrap fit) for k(N) over the sizes fitted against `x`."""
+def k_law_comparison(fits: pd.DataFrame, x: str, n_boot: int = 200, seed: int = 0, starts: int = 30):
+    """(comparison table, saturating-law fit, bootstrapped unless n_boot = 0) for k(N) over the sizes fitted
+    against `x`."""
+    ks = fits[(fits.x == x)].dropna(subset=["k"])
+    table = k_law_table(fits, x, seed=seed, starts=starts)
+    saturating = fit_law(laws.K_SATURATING_K, ks, inputs={"N": "N"}, target="k", starts=starts, seed=seed,
+                         delta=np.inf, warn=False)
+    return table, (bootstrap(saturating, n=n_boot, seed=seed) if n_boot else saturating)
+
+
+def k_law_table(fits: pd.DataFrame, x: str, seed: int = 0, starts: int = 30) -> pd.DataFrame:
+    """The three k(N) laws fitted to the same sizes with the same loss and starts, compared by AIC and BIC."""
     ks = fits[(fits.x == x)].dropna(subset=["k"])
     if len(ks) < 3:
         raise ValueError(f"k(N) needs at least 3 sizes with a fitted k against {x}, got {len(ks)}")
-    table = compare(K_LAWS, ks, inputs={"N": "N"}, target="k", starts=30, seed=seed, delta=np.inf, warn=False)
-    saturating = fit_law(laws.K_SATURATING_K, ks, inputs={"N": "N"}, target="k", starts=30, seed=seed,
-                         delta=np.inf, warn=False)
-    return table, bootstrap(saturating, n=n_boot, seed=seed)
+    return compare(K_LAWS, ks, inputs={"N": "N"}, target="k", starts=starts, seed=seed, delta=np.inf, warn=False)
 
 
 def error_at_common_x(curves: pd.DataFrame, fits: pd.DataFrame, x: str) -> dict:
@@ -134,6 +145,138 @@ def improvement(final: pd.DataFrame, tau: float, n_boot: int = 1000, seed: int =
         raise ValueError(f"no final evaluation at tau = {tau}")
     gain = (rows.correct - rows.initial).to_numpy()
     return bootstrap_interval(gain, n=n_boot, rng=np.random.default_rng(seed))
+
+
+def reuse_relative_loss(final: pd.DataFrame, tau: float, reference: float = 1.0, n_boot: int = 1000,
+                        seed: int = 0) -> tuple[float, float, float]:
+    """The share of RL's gain at `reference` that reuse factor `tau` loses: (error at tau - error at reference) /
+    (error before RL - error at reference), paired bootstrap over test prompts (the ratio of means on every
+    resample; averaged over seeds). 0: reuse costs nothing; 0.5: half the gain lost; read only where the gain at
+    the reference is measurably positive (`improvement`). The gain in the denominator is floored at one prompt's
+    worth (1 / prompts), so that the number stays defined (and large) where RL gained nothing."""
+    table = final.groupby(["tau", "prompt"])[["initial", "correct"]].mean().unstack("tau")
+    if tau not in table["correct"].columns or reference not in table["correct"].columns:
+        raise ValueError(f"need final evaluations at tau = {tau} and {reference}")
+    loss = (table["correct"][reference] - table["correct"][tau]).to_numpy()
+    gain = (table["correct"][reference] - table["initial"][reference]).to_numpy()
+    rows = resample_indices(len(loss), n_boot, np.random.default_rng(seed))
+    floor = 1.0 / len(gain)
+    draws = loss[rows].mean(1) / np.maximum(gain[rows].mean(1), floor)
+    return (float(loss.mean() / max(gain.mean(), floor)), *percentile_interval(draws))
+
+
+def learning(finals: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per size, the held-out error before RL minus after, paired bootstrap over test prompts: did RL learn at all
+    (by more than the evaluation noise)? `finals`: one row per (model, prompt) with `initial` and `correct`."""
+    rows = []
+    for model, group in finals.groupby("model", sort=False):
+        gain = (group.correct - group.initial).to_numpy(float)
+        value, lo, hi = bootstrap_interval(gain, n=n_boot, rng=np.random.default_rng(seed))
+        rows.append({"model": model, "error_drop": value, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def r2_references(curves: pd.DataFrame, fits: pd.DataFrame, n_items: int, xs=("compute", "prompts_seen"),
+                  n_sim: int = 400, seed: int = 0) -> dict[str, float]:
+    """What the worst per-size R^2 reads at this evaluation noise, from simulated curves at the same X points with
+    binomial noise of `n_items` samples per evaluation (test prompts x samples; one noise draw per evaluation, used
+    for every X), fitted by least squares in log space (an upper bound on the robust fit's R^2):
+    - noise_only: its 95th percentile when the error is flat at each curve's mean (no learning at all);
+    - attainable: its 20th percentile when each size's fitted law is true (a true power law reads above this in
+      80 % of replications: below 0.9, the experiment cannot show R^2 > 0.9)."""
+    rng = np.random.default_rng(seed)
+    worst_null, worst_law = np.full(n_sim, np.inf), np.full(n_sim, np.inf)
+    for model, group in curves.groupby("model", sort=False):
+        keep = group.error > 0
+        for x in xs:
+            keep &= group[x] > 0
+        group = group[keep]
+        if len(group) < 3:
+            continue
+        z = rng.standard_normal((n_sim, len(group)))
+        for x in xs:
+            row = fits[(fits.model == model) & (fits.x == x)].dropna(subset=["k"])
+            if row.empty:
+                continue
+            log_x = np.log10(group[x].to_numpy(float))
+            law = np.clip(fitted_error(row.iloc[0], group[x].to_numpy(float)), 1e-3, 1 - 1e-3)
+            flat = np.full(len(group), float(group.error.mean()))
+            for mean, worst in ((flat, worst_null), (law, worst_law)):
+                sd = np.sqrt(mean * (1 - mean) / n_items)
+                y = np.log10(np.clip(mean + sd * z, 1.0 / (2 * n_items), 1.0))
+                np.minimum(worst, _ols_r2(log_x, y), out=worst)
+    if not np.isfinite(worst_law).all():
+        return {"noise_only": np.nan, "attainable": np.nan}
+    return {"noise_only": float(np.quantile(worst_null, 0.95)), "attainable": float(np.quantile(worst_law, 0.2))}
+
+
+def _ols_r2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """R^2 of the least-squares line of each row of y on x."""
+    xc = x - x.mean()
+    yc = y - y.mean(1, keepdims=True)
+    beta = yc @ xc / (xc @ xc)
+    resid = yc - beta[:, None] * xc[None, :]
+    return 1 - (resid ** 2).sum(1) / (yc ** 2).sum(1)
+
+
+def learning_evidence(finals: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """rl_error_drop_min: the smallest, over sizes, of the error before RL minus after (paired over test prompts;
+    bounds: the smallest bounds, each size's 95 % interval): did RL learn at every size?"""
+    drops = learning(finals, n_boot=n_boot, seed=seed)
+    if drops.empty:
+        return {}
+    return {"rl_error_drop_min": (float(drops.error_drop.min()), float(drops.lo.min()), float(drops.hi.min()))}
+
+
+def fit_evidence(curves: pd.DataFrame, fits: pd.DataFrame, n_items: int, seed: int = 0) -> dict:
+    """rl_fit_r2_min (the worst per-size R^2, log space) and its references rl_fit_r2_noise_only and
+    rl_fit_r2_attainable (`r2_references`)."""
+    if "r2" not in fits or not fits.r2.notna().any():
+        return {}
+    refs = r2_references(curves, fits, n_items, xs=tuple(fits.dropna(subset=["k"]).x.unique()), seed=seed)
+    return {"rl_fit_r2_min": float(fits.r2.min()), "rl_fit_r2_noise_only": refs["noise_only"],
+            "rl_fit_r2_attainable": refs["attainable"]}
+
+
+def slope_evidence(curves: pd.DataFrame, fits: pd.DataFrame) -> dict:
+    """error_vs_n_slope_compute / _data: d log10 L / d log10 N at a common X (`error_at_common_x`), an OLS over
+    sizes (the unit: the model) with its 95 % interval."""
+    out = {}
+    for x, name in (("compute", "error_vs_n_slope_compute"), ("prompts_seen", "error_vs_n_slope_data")):
+        try:
+            common = error_at_common_x(curves, fits, x)
+        except ValueError:
+            continue
+        out[name] = (common["slope"], common["lo"], common["hi"])
+    return out
+
+
+def k_evidence(fits: pd.DataFrame, seed: int = 0, starts: int = 30) -> dict:
+    """k(N) against compute: k_sizes (sizes with a fitted k) and k_size_decades (log10 N_max / N_min), the design;
+    with at least 3 sizes, k_spearman_n, k_aic_saturating_minus_best_other and k_law_aic_margin (`k_law_table`)."""
+    from scipy.stats import spearmanr
+
+    ks = fits[fits.x == "compute"].dropna(subset=["k"])
+    out = {"k_sizes": len(ks), "k_size_decades": float(np.log10(ks.N.max() / ks.N.min())) if len(ks) else 0.0}
+    if len(ks) >= 3:
+        table = k_law_table(fits, "compute", seed=seed, starts=starts)
+        out["k_spearman_n"] = float(spearmanr(ks.N, ks.k).statistic)
+        out["k_aic_saturating_minus_best_other"] = float(table.aic[K_LAWS[0].name]
+                                                         - table.drop(index=K_LAWS[0].name).aic.min())
+        out["k_law_aic_margin"] = aic_margin(table)
+    return out
+
+
+def claim_evidence(curves: pd.DataFrame, finals: pd.DataFrame, fits: pd.DataFrame, *, n_items: int,
+                   n_boot: int = 1000, seed: int = 0, k_starts: int = 30, answers=None) -> dict:
+    """Every number the curve claims are judged on (name -> value or (value, lo, hi)): `learning_evidence`,
+    `fit_evidence`, `slope_evidence`, `k_evidence`, and with the test `answers` the no-skill reference
+    rl_error_majority_answer (the error of always giving the most common answer)."""
+    out = {**learning_evidence(finals, n_boot, seed), **fit_evidence(curves, fits, n_items, seed),
+           **slope_evidence(curves, fits), **k_evidence(fits, seed, k_starts)}
+    if answers is not None:
+        out["rl_error_majority_answer"] = 1.0 - float(pd.Series(list(answers)).value_counts(normalize=True).iloc[0])
+    return out
 
 
 def aic_margin(table: pd.DataFrame) -> float:
