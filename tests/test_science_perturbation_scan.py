@@ -77,3 +77,30 @@ def test_hub_family_rows_and_checks():
         build_family(spec, None, {"lr": 1e-3}, {})
     with pytest.raises(ValueError, match="unknown key .colour. of hub family"):
         build_family({**spec, "colour": 1}, None, {}, {})
+
+
+def test_monotone_p_value_separates_a_u_from_noise():
+    from caplab.science.perturbation_scan import monotone_p_value
+    se = np.full(6, 0.01)
+    assert monotone_p_value([3.0, 2.0, 1.5, 1.45, 1.6, 1.8], se) < 1e-6          # falls, then rises far above noise
+    assert monotone_p_value([3.0, 2.0, 1.5, 1.4, 1.3, 1.2], se) == 1.0            # monotone
+    assert monotone_p_value([1.0, 1.1, 1.2, 1.3, 1.4, 1.5], se) == 1.0            # rising throughout: no fall
+    rng = np.random.default_rng(0)                                              # flat noise: valid (conservative)
+    p = np.array([monotone_p_value(2.0 + rng.normal(0, 0.01, 8), np.full(8, 0.01)) for _ in range(2000)])
+    assert np.mean(p < 0.05) <= 0.05
+
+
+def test_damage_slopes_take_the_model_as_the_unit():
+    from caplab.science.perturbation_scan import damage_slopes
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, offset in [("a", 0.1), ("b", 0.3), ("c", 0.2)]:
+        for t in np.geomspace(1e3, 1e6, 8):
+            clean = 2.0 - 0.1 * np.log(t)
+            rows += [{"model": model, "target_tokens": int(t), "tokens": t, "perturbation": "none", "level": 0.0,
+                      "loss": clean},
+                     {"model": model, "target_tokens": int(t), "tokens": t, "perturbation": "quant", "level": 2.0,
+                      "loss": clean + offset + 0.05 * np.log(t) + rng.normal(0, 0.01)}]
+    trend = damage_slopes(pd.DataFrame(rows), "quant", 2)
+    assert trend["n"] == 3 and set(trend["slopes"]) == {"a", "b", "c"}
+    assert trend["lo"] < 0.05 < trend["hi"] and abs(trend["slope"] - 0.05) < 0.01

@@ -4,10 +4,13 @@
 round-to-nearest quantization, and after a short SFT on a shifted task (the loss still measured on the original
 task), into one tidy frame: one row per (model, checkpoint, perturbation, level) with the loss and its standard
 error over evaluation blocks. `basins` finds U-shapes (an interior minimum that the series' end rises above by more
-than its noise) along tokens or along parameters; `degradation_trend` regresses a perturbation's damage on log
-tokens with a fixed effect per model (statsmodels OLS).
+than its noise) along tokens or along parameters, each with a p-value against "the series is monotone";
+`degradation_trend` regresses a perturbation's damage on log tokens with a fixed effect per model (statsmodels OLS);
+`damage_slopes` fits one slope per model and tests the slopes across models (the model is the independent unit).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -57,24 +60,49 @@ def scan(family: pd.DataFrame, eval_data: TokenDataset, *, noise_sigmas=(), quan
     return for_each_checkpoint(family, measure_checkpoint, args=args, name="perturbation-scan", cache=cache)
 
 
+def monotone_p_value(loss, se) -> float:
+    """p-value of "this series is monotone" against a U (it falls from its first point and its last point rises
+    above an earlier one). Two statistics, each the largest standardised difference: the rise max_i (y_last - y_i) /
+    hypot(se_last, se_i) and the fall max_i (y_first - y_i) / hypot(se_first, se_i). Under a non-increasing mean
+    the rise is stochastically smaller than under a flat mean (and the fall under a non-decreasing one), so a flat
+    mean with the series' own standard errors is the least favourable null; there each standardised difference is
+    standard normal, and the union bound gives p = min(1, (n - 1) P(Z >= max)) (conservative, no simulation). The
+    U's p-value is the larger of the two (an intersection-union test, valid for either monotone direction).
+    Independent Gaussian errors are assumed: errors that the standard errors do not contain (a perturbation's own
+    random draw) make it anti-conservative."""
+    loss, se = np.asarray(loss, dtype=float), np.maximum(np.asarray(se, dtype=float), 1e-12)
+    if len(loss) < 3:
+        return 1.0
+    rise = np.max((loss[-1] - loss[:-1]) / np.hypot(se[-1], se[:-1]))
+    fall = np.max((loss[0] - loss[1:]) / np.hypot(se[0], se[1:]))
+    bound = lambda z: min(1.0, (len(loss) - 1) * 0.5 * math.erfc(z / math.sqrt(2)))
+    return max(bound(rise), bound(fall))
+
+
 def basins(frame: pd.DataFrame, along: str = "tokens", margin_se: float = 2.0) -> pd.DataFrame:
     """One row per series (perturbation, level, and the other axis held fixed) sorted along `along`
     ("tokens": loss against checkpoints of one model; "params": against models at one checkpoint).
     A basin: the minimum is interior, and the series' last point lies above it by more than `margin_se`
-    combined standard errors. `rise` is that excess loss."""
+    combined standard errors. `rise` is that excess loss; `p_value` tests "the series is monotone"
+    (`monotone_p_value`): read basins over many series through it, with the false-discovery rate controlled
+    (`caplab.papers.shannon.basin_evidence`)."""
     if along not in ("tokens", "params"):
         raise ValueError(f"along must be 'tokens' or 'params', got {along!r}")
     x, fixed = ("tokens", "model") if along == "tokens" else ("params_non_embedding", "target_tokens")
+    keys = ["perturbation", "level", fixed]
+    ordered = frame.sort_values(keys + [x], kind="stable")
+    losses, ses, xs = (ordered.loss.to_numpy(float), ordered.loss_se.fillna(0).to_numpy(float),
+                       ordered[x].to_numpy(float))
     rows = []
-    for (kind, level, held), series in frame.groupby(["perturbation", "level", fixed], sort=False):
-        series = series.sort_values(x)
-        loss, se = series.loss.to_numpy(), series.loss_se.fillna(0).to_numpy()
+    for (kind, level, held), index in ordered.reset_index(drop=True).groupby(keys, sort=False).indices.items():
+        loss, se = losses[index], ses[index]
         i = int(np.argmin(loss))
         rise = float(loss[-1] - loss[i])
         noise = margin_se * float(np.hypot(se[-1], se[i]))
-        rows.append({"perturbation": kind, "level": level, fixed: held, "n_points": len(series),
-                     "argmin": float(series[x].iloc[i]), "interior_min": 0 < i < len(series) - 1,
-                     "rise": rise, "noise": noise, "basin": bool(0 < i < len(series) - 1 and rise > noise)})
+        rows.append({"perturbation": kind, "level": level, fixed: held, "n_points": len(index),
+                     "argmin": float(xs[index][i]), "interior_min": 0 < i < len(index) - 1,
+                     "rise": rise, "noise": noise, "basin": bool(0 < i < len(index) - 1 and rise > noise),
+                     "p_value": monotone_p_value(loss, se)})
     return pd.DataFrame(rows)
 
 
@@ -87,3 +115,27 @@ def degradation_trend(frame: pd.DataFrame, perturbation: str, level: float, alph
     hit["damage"] = hit.loss.to_numpy() - clean.loc[list(zip(hit.model, hit.target_tokens))].to_numpy()
     hit["log_tokens"] = np.log(hit.tokens.astype(float))
     return slope(hit, "damage", "log_tokens", groups="model", alpha=alpha)
+
+
+def damage_slopes(frame: pd.DataFrame, perturbation: str, level: float, alpha: float = 0.05) -> dict:
+    """The damage (perturbed - clean loss) against log tokens, one least-squares slope per model; the mean slope
+    with a t interval over models (df = models - 1). The checkpoints of one model share its weights' history and
+    the evaluation blocks, so they are not independent points: the model is the unit. Also `slopes` by model."""
+    from scipy import stats as st
+    clean = frame[frame.perturbation == "none"].set_index(["model", "target_tokens"]).loss
+    hit = frame[(frame.perturbation == perturbation) & (frame.level == level)].copy()
+    if hit.empty:
+        raise ValueError(f"no rows for perturbation {perturbation!r} at level {level}")
+    hit["damage"] = hit.loss.to_numpy() - clean.loc[list(zip(hit.model, hit.target_tokens))].to_numpy()
+    hit["log_tokens"] = np.log(hit.tokens.astype(float))
+    slopes = {}
+    for model, rows in hit.groupby("model", sort=False):
+        if rows.log_tokens.nunique() >= 2:
+            slopes[model] = float(np.polyfit(rows.log_tokens, rows.damage, 1)[0])
+    if len(slopes) < 2:
+        raise ValueError("damage_slopes needs at least two models with two checkpoints each")
+    values = np.array(list(slopes.values()))
+    mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+    half = float(st.t.ppf(1 - alpha / 2, len(values) - 1)) * se
+    p = float(2 * st.t.sf(abs(mean) / se, len(values) - 1)) if se > 0 else float(mean == 0)
+    return {"slope": mean, "lo": mean - half, "hi": mean + half, "p_value": p, "n": len(values), "slopes": slopes}

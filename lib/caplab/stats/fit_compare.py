@@ -105,12 +105,13 @@ def compare(laws: Sequence[Law], frame: pd.DataFrame, inputs: Mapping[str, str] 
     unknown = set(options) - {law.name for law in laws}
     if unknown:
         raise ValueError(f"options for unknown law(s) {sorted(unknown)}")
-    rows = []
+    rows, residuals = [], {}
     for law in laws:
         mapping = None if inputs is None else {k: inputs[k] for k in law.inputs if k in inputs}
         kwargs = {**fit_kwargs, **options.get(law.name, {})}
         fit = fit_law(law, frame, inputs=mapping, target=target, **kwargs)
-        aic, bic = information_criteria(fit.residuals(space=space), fit.k)
+        residuals[law.name] = fit.residuals(space=space)
+        aic, bic = information_criteria(residuals[law.name], fit.k)
         row = dict(law=law.name, k=fit.k, n=fit.n_points, objective=fit.objective, converged=fit.converged,
                    starts_at_best=f"{fit.n_starts_at_best}/{fit.n_starts}", r2=fit.r2(space=space),
                    rmse=fit.rmse(space=space), aic=aic, bic=bic)
@@ -122,23 +123,29 @@ def compare(laws: Sequence[Law], frame: pd.DataFrame, inputs: Mapping[str, str] 
     table = pd.DataFrame(rows).set_index("law")
     table.insert(table.columns.get_loc("aic") + 1, "delta_aic", table["aic"] - table["aic"].min())
     table["delta_bic"] = table["bic"] - table["bic"].min()
-    table.attrs.update(space=space, target=target, fit_kwargs={k: v for k, v in fit_kwargs.items()})
+    table.attrs.update(space=space, target=target, fit_kwargs={k: v for k, v in fit_kwargs.items()},
+                       residuals=residuals)
     return table
 
 
 def compare_grouped(laws: Sequence[Law], frame: pd.DataFrame, by: Sequence[str], inputs: Mapping[str, str],
                     target: str = "loss", train=None, options: Mapping[str, Mapping[str, Any]] | None = None,
-                    **fit_kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    points: bool = False, **fit_kwargs):
     """`compare` within each group of `by` (say, each perturbation setting), and the held-out predictions.
 
     Returns (table, held): table has one row per (group, law) with compare's in-sample columns (delta_aic within
     the group) and, with a split rule, r2_extrapolation (log space) from a fit on the group's training rows;
     held has one row per (group, law, held-out row): the observed and predicted target. `pooled_r2(held)` gives
-    the R^2 of all held-out rows together, the paper's pooled protocol."""
-    tables, held_rows = [], []
+    the R^2 of all held-out rows together, the paper's pooled protocol. With `points`, a third frame: one row per
+    (group, law, fitted row) with the in-sample residual (in the comparison's space) and the row's frame index
+    `row`, for per-point likelihood comparisons (`caplab.papers.shannon.aic_gap_evidence`)."""
+    tables, held_rows, point_rows = [], [], []
     for key, group in frame.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         table = compare(laws, group, inputs=inputs, target=target, options=options, **fit_kwargs)
+        for law, residual in table.attrs.pop("residuals").items():
+            point_rows.append(pd.DataFrame({**dict(zip(by, key)), "law": law, "row": group.index,
+                                            "residual": residual}))
         if train is not None:
             mask = train_mask(group, train)
             held = group[~mask]
@@ -152,7 +159,10 @@ def compare_grouped(laws: Sequence[Law], frame: pd.DataFrame, by: Sequence[str],
             table.insert(0, column, value)
         tables.append(table.reset_index())
     held = pd.concat(held_rows, ignore_index=True) if held_rows else pd.DataFrame()
-    return pd.concat(tables, ignore_index=True), held
+    table = pd.concat(tables, ignore_index=True)
+    if points:
+        return table, held, pd.concat(point_rows, ignore_index=True)
+    return table, held
 
 
 def pooled_r2(held: pd.DataFrame) -> pd.Series:
