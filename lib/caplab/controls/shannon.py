@@ -16,8 +16,9 @@ than the notebook (4 sizes x 7 checkpoints, one perturbed setting; Shannon from 
 baselines from 2 random starts; L-BFGS-B stopped at 150 iterations / ftol 1e-9). The informed start stands in for
 the notebook's 20 random starts (it is the same in both worlds, so it helps Shannon in the null world as much: the
 false-positive side is not flattered); the single perturbed setting is the least favourable case for the
-intervals. Even so a fitted draw costs seconds here: these claims are capped (issue 17 asks for cached fits), so
-the registry's rates are 0 by construction; `inner_rates` measures the rules inside the caps on the same draws.
+intervals. Even so a fitted draw costs seconds here: these claims are capped (issue 17 asks for cached fits), and
+their controls measure the rules under the caps on 20 null and 10 planted independent draws (`slow`: outside
+`make test`; `python -m caplab controls shannon` runs them).
 """
 from __future__ import annotations
 
@@ -106,15 +107,10 @@ def _fitted(key, planted: bool):
     return protocol, per_setting, held, points, int(rng.integers(2**31))
 
 
-POOL = 20
-
-
 def fitted(rng, planted: bool):
-    """A fitted world for this draw: one of a pool of POOL fitted worlds per kind (seeded [7, planted, j]), shared by
-    both fit-based controls and reused across draws (the claims are capped, so the registry's rates are 0 whatever
-    the draws; the pool keeps their controls to about 3 minutes). The rules inside the caps are measured on
-    independent draws by `inner_rates(control, fresh=True)`."""
-    return _fitted((7, int(planted), int(rng.integers(POOL))), planted)
+    """The fitted world of this draw: an independent world per draw, fitted once and shared by both fit-based
+    controls (draw i of each uses the same generator, so the same key)."""
+    return _fitted((7, int(planted), int(rng.integers(2**62))), planted)
 
 
 def fit_beats(rng, planted: bool):
@@ -127,9 +123,9 @@ def extrapolates(rng, planted: bool):
     return exp.extrapolation_evidence(per_setting, held, n=200, rng=np.random.default_rng(seed))
 
 
-# -- exponents (capped: the rule never reads reproduced; a pool of small fitted worlds keeps its control cheap) ----
+# -- exponents (capped: the rule never reads reproduced) -------------------------------------------------------------
 def exponent_world(rng, planted: bool):
-    return _exponent_world((8, int(planted), int(rng.integers(POOL))), planted)
+    return _exponent_world((8, int(planted), int(rng.integers(2**62))), planted)
 
 
 @lru_cache(maxsize=512)
@@ -178,50 +174,24 @@ CONTROLS = [
             null_world="clean and perturbed losses from one Chinchilla law (the perturbation raises E): no "
                        "perturbation-specific structure (4 sizes x 7 checkpoints, 1 perturbed setting)",
             planted_effect="clean Shannon law, perturbed with a d D^delta term that makes a basin along tokens",
-            simulate=fit_beats, planted_draws=20),
+            simulate=fit_beats, null_draws=20, planted_draws=10,
+            slow="fits a Shannon law and two baselines per draw (seconds each): capped, never judged"),
     Control("shannon.extrapolates",
             null_world="clean and perturbed losses from one Chinchilla law (the perturbation raises E): monotone "
                        "baselines are right",
             planted_effect="clean Shannon law, perturbed with a d D^delta term whose basin the largest model's later "
                            "checkpoints climb out of",
-            simulate=extrapolates, planted_draws=20),
+            simulate=extrapolates, null_draws=20, planted_draws=10,
+            slow="fits a Shannon law and two baselines per draw (seconds each): capped, never judged"),
     Control("shannon.quantization_hurts_overtrained",
             null_world="2-bit damage independent of tokens: a per-model offset plus an AR(1) wander along checkpoints "
                        "(sd 0.01, rho 0.7) plus evaluation noise, 5 models x 10 checkpoints",
             planted_effect="the damage grows by 0.02 nats per e-fold of tokens (0.09 over the checkpoint range)",
             simulate=quantization),
     Control("shannon.exponents",
-            null_world="monotone Chinchilla losses, 4 sizes x 6 checkpoints (capped: never reads reproduced; a pool "
-                       "of 20 fitted worlds, 2 bootstrap refits per fit)",
+            null_world="monotone Chinchilla losses, 4 sizes x 6 checkpoints (2 bootstrap refits per fit)",
             planted_effect="clean Shannon law, perturbed with a larger d D^delta term (delta 0.8 > beta 0.5)",
-            simulate=exponent_world, planted_draws=20),
+            simulate=exponent_world, null_draws=20, planted_draws=10,
+            slow="fits a Shannon law per setting and per bootstrap refit in every draw: capped, never judged"),
 ]
 
-
-def inner_rates(control: Control, seed: int = 0, null_draws: int | None = None, planted_draws: int | None = None,
-                fresh: bool = False):
-    """(false-positive rate, power) of the rule inside a Capped claim's cap, on the control's own draws (the same
-    generators as `caplab.controls.measure`): what the rule would read once the cap is lifted. `fresh`: the
-    fit-based controls fit an independent world in every draw instead of using the pool (seconds per draw)."""
-    global POOL
-    pool, POOL = POOL, (2**62 if fresh else POOL)
-    from caplab.controls import as_metrics
-    from caplab.report.registry import claim
-    from caplab.report.rules import REPRODUCED
-    rule = claim(control.claim).rule
-    inner = getattr(rule, "rule", rule)
-
-    def rate(planted, n):
-        hits = 0
-        for i in range(n):
-            try:
-                evidence = as_metrics(control.simulate(np.random.default_rng([seed, int(planted), i]), planted))
-            except (ValueError, RuntimeError, np.linalg.LinAlgError):
-                continue
-            hits += inner.apply(evidence).verdict == REPRODUCED
-        return hits / n
-
-    try:
-        return rate(False, null_draws or control.null_draws), rate(True, planted_draws or control.planted_draws)
-    finally:
-        POOL = pool
