@@ -70,7 +70,9 @@ def test_gpu_only_claim_is_not_run_at_cpu():
 def test_kappa_rules_read_the_metrics_the_notebook_records():
     c = registry.claim("kappa.less_forgetting")
     good = ev(Metric("forgetting_low_minus_full", -0.2, -0.3, -0.1), Metric("forgetting_low_minus_lora", -0.1, -0.2, -0.01))
-    assert c.rule.apply(good).verdict == REPRODUCED
+    verdict = c.rule.apply(good)       # capped until issue 16: the rule's own reading is reported, not the verdict
+    assert verdict.verdict == INCONCLUSIVE and "rule alone reads reproduced" in verdict.reason
+    assert "issue 16" in verdict.reason
 
 
 def test_brackets_and_requires():

@@ -196,3 +196,40 @@ def test_ratio_law_on_exact_synthetic_optima():
     r = np.dot([1, 2, 4, 8], [3.1, 5.9, 12.2, 23.8]) / np.dot([1, 2, 4, 8], [1, 2, 4, 8])   # least squares
     assert law["r"] == pytest.approx(r, rel=1e-6)
     assert law["r_lower"] < r < law["r_upper"] and not law["paper_ratio_in_interval"]
+
+
+# -- teacher tests with seed noise ------------------------------------------------------------------------------
+def _seeded(curve, n_seeds, sd, seed=0, teachers=(1e3, 3e3, 1e4, 3e4, 1e5)):
+    rng = np.random.default_rng(seed)
+    x = np.log(np.asarray(teachers))
+    return pd.DataFrame([{"student_params": 1, "teacher_params": t, "seed": s, "loss": 3 + curve(xi) + rng.normal(0, sd),
+                          "loss_se": 0.001} for s in range(n_seeds) for t, xi in zip(teachers, x)])
+
+
+def test_teacher_tests_read_a_planted_u_and_not_a_hockey_stick():
+    mid = np.log(1e4)
+    u = D.teacher_tests(_seeded(lambda x: 0.05 * (x - mid) ** 2, 3, 0.01)).iloc[0]
+    assert u.noise == "seeds" and u.n_seeds == 3 and u.df == 10
+    assert u.p_interior < 0.01 and u.p_curse < 0.01 and u.p_teacher_effect < 0.01
+    stick = D.teacher_tests(_seeded(lambda x: 0.05 * max(x - mid, 0) ** 2, 3, 0.01)).iloc[0]
+    assert stick.p_curse < 0.01 and stick.p_interior > 0.05       # larger is worse, but no interior optimum
+
+
+def test_teacher_tests_with_one_seed_use_the_evaluation_se():
+    one = _seeded(lambda x: 0.0 * x, 1, 0.0).drop(columns="seed")
+    one.loc[2, "loss"] -= 0.01                                      # the middle teacher 10 evaluation SEs better
+    out = D.teacher_tests(one).iloc[0]
+    assert out.noise == "evaluation only" and np.isinf(out.df)
+    assert out.p_interior < 1e-6
+
+
+def test_teacher_tests_hold_their_level_under_a_flat_null():
+    hits = sum(D.teacher_tests(_seeded(lambda x: 0.0 * x, 3, 0.02, seed=i)).iloc[0].p_interior < 0.05
+               for i in range(300))
+    assert hits / 300 <= 0.05
+
+
+def test_holm_matches_the_step_down_rule():
+    assert D.holm([0.01, 0.04, 0.03], 0.05).tolist() == [True, False, False]
+    assert D.holm([0.01, 0.02, 0.03], 0.05).tolist() == [True, True, True]
+    assert D.holm([0.2, 0.001], 0.05).tolist() == [False, True]

@@ -1,7 +1,8 @@
 """The capacity gap in distillation: the parameter set of the `capacity_gap` notebook and its claim evidence.
 
 The mechanisms live in `caplab.science.distill` (the distillation loss, cached distillation, the optimal teacher
-per student with one definition of a readable optimum, teacher effects against evaluation noise, the T*(S) law).
+per student with one definition of a readable optimum, the teacher tests with seed noise, the T*(S) law); the claim
+evidence is `optimal_teacher_evidence` / `optimal_teacher_metrics` and `t_star_slope`.
 """
 from __future__ import annotations
 
@@ -35,14 +36,37 @@ class Params:
     tier: Tier = "cpu"
 
 
-def optimal_teacher_evidence(distilled: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+def optimal_teacher_evidence(distilled: pd.DataFrame, *, n_boot: int, seed: int, alpha: float = 0.05) -> pd.DataFrame:
     """Per student: the optimal teacher (`distill.optimal_teachers`: quadratic vertex T* with its bootstrap
-    interval, `readable` when interior and not at the grid's edge), the teacher effects against evaluation noise,
-    and `counts`: a readable optimum whose largest teacher is worse than the best by more than that noise."""
+    interval over the rows, seeds included, and `readable` when interior and not at the grid's edge) and the tests
+    of `distill.teacher_tests` (noise from the seed spread when every pair has replicate seeds, else evaluation
+    noise only), corrected across students by Holm at `alpha`: `teacher_effect` (the loss differs across teachers),
+    `curse` (the largest teacher is worse than a smaller one), `interior_optimum` (an interior teacher beats both the
+    smallest and the largest), and `counts`: a readable optimum with an interior optimum."""
     optima = distill.optimal_teachers(distilled, n_boot=n_boot, seed=seed)
-    optima = optima.merge(distill.teacher_effects(distilled), on="student_params")
-    optima["counts"] = optima.readable & (optima.rise_to_largest > optima.rise_noise)
+    optima = optima.merge(distill.teacher_tests(distilled), on="student_params")
+    for test, column in (("teacher_effect", "p_teacher_effect"), ("curse", "p_curse"),
+                         ("interior_optimum", "p_interior")):
+        optima[test] = distill.holm(optima[column].to_numpy(float), alpha)
+    optima["counts"] = optima.readable & optima.interior_optimum
     return optima
+
+
+def optimal_teacher_metrics(optima: pd.DataFrame) -> dict[str, dict]:
+    """The claim metrics of `optimal_teacher_evidence`: name -> Metric fields (value, note)."""
+    noise = ", ".join(sorted(set(optima.noise)))
+    return {
+        "seeds_per_pair": {"value": int(optima.n_seeds.min()),
+                           "note": f"replicate seeds of the fewest-seeded (student, teacher) pair; noise: {noise}"},
+        "students_with_teacher_effect": {"value": int(optima.teacher_effect.sum()),
+                                         "note": "students whose loss differs across teachers (F test, Holm 5 % "
+                                                 "across students)"},
+        "students_with_interior_optimum": {"value": int(optima.counts.sum()),
+                                           "note": f"of {len(optima)} students ({int(optima.readable.sum())} "
+                                                   f"readable): an interior teacher beats both ends (intersection-"
+                                                   f"union test, Bonferroni over teachers, Holm 5 % across students); "
+                                                   f"teacher grid {int(optima.grid_min.min()):,} to "
+                                                   f"{int(optima.grid_max.max()):,}"}}
 
 
 def t_star_slope(readable: pd.DataFrame, *, n_boot: int, seed: int) -> tuple[float, float, float]:

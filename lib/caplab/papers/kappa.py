@@ -2,14 +2,18 @@
 
 The mechanisms live in `caplab.science.kappa` (condition numbers, PEFT-compatible selection, the entropy Monte
 Carlo, the fine-tuning arms) and `caplab.science.forgetting` (trajectories, forgetting at a matched fit, paired
-comparison of arms); the claim metrics are the paired differences `arm_metrics` names.
+comparison of arms); the claim metrics are the paired differences `ARM_METRICS` names
+(`forgetting_evidence`).
 """
 from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 from caplab.papers import _types as T
 from caplab.params import Tier
+from caplab.science import forgetting
 
 # comparison arm -> the metric its paired difference (lowest-kappa minus that arm) is recorded as
 ARM_METRICS = {"full": "forgetting_low_minus_full", "lora-all-linear": "forgetting_low_minus_lora",
@@ -36,3 +40,19 @@ class Params:
     mc_matrices: T.Count             # Monte Carlo of the entropy claim
     mc_dim: T.Count
     tier: Tier = "cpu"
+
+
+def forgetting_evidence(forgot: pd.DataFrame, reference: str = "lowest-kappa", alpha: float = 0.05) -> dict:
+    """The forgetting claims' metrics from the `forgetting_at_fit` table (arm, seed, forgetting, target_fit_b):
+    for every other arm, `ARM_METRICS[arm]` = forgetting(reference) - forgetting(arm), its mean over seeds with the
+    t interval of the paired differences (`forgetting.compare_arms`); and `forgetting_seeds`, the fewest seeds any
+    comparison is paired over. Name -> Metric fields (value, lo, hi, note)."""
+    comparison = forgetting.compare_arms(forgot, reference=reference, alpha=alpha)
+    target = f"; target fit {forgot.target_fit_b.iloc[0]:.4f}" if "target_fit_b" in forgot else ""
+    out = {ARM_METRICS[row.other]: {"value": row.mean_diff, "lo": row.lo, "hi": row.hi,
+                                    "note": f"paired over {row.n} seeds, t interval {1 - alpha:.0%}, "
+                                            f"p = {row.p_value:.3g}{target}"}
+           for row in comparison.itertuples() if row.other in ARM_METRICS}
+    out["forgetting_seeds"] = {"value": int(comparison.n.min()) if len(comparison) else 0,
+                               "note": "seeds the paired arm comparisons run over (the fewest)"}
+    return out

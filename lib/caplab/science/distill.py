@@ -9,7 +9,9 @@ the same gradients.
 
 Analysis: for one student, `optimal_teacher` fits loss = q0 + q1 x + q2 x^2 in x = log(teacher params) and reads
 the vertex T* = exp(-q1 / (2 q2)) with a bootstrap interval; `capacity_gap_law` fits T* against the student size S
-with the toolkit's LINEAR (T* = a S + b) and RATIO (T* = r S) laws.
+with the toolkit's LINEAR (T* = a S + b) and RATIO (T* = r S) laws; `teacher_tests` tests, per student, whether the
+teacher matters, whether the largest is worse, and whether an interior teacher beats both ends, with the noise of
+replicate seeds where the table has them (`holm` corrects across students).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy import stats as st
 
 from caplab.stats import laws
 from caplab.stats.fitting import bootstrap, fit_law
@@ -245,3 +248,73 @@ def teacher_effects(pairs: pd.DataFrame, student_col: str = "student_params", te
     out = pd.DataFrame(rows)
     out["teacher_effect"] = out.spread > out.spread_noise
     return out
+
+
+def teacher_tests(pairs: pd.DataFrame, student_col: str = "student_params", teacher_col: str = "teacher_params",
+                  loss_col: str = "loss", se_col: str = "loss_se", seed_col: str = "seed") -> pd.DataFrame:
+    """Per student (sorted), tests of the teacher's effect on the student's loss, with a noise that includes the
+    seed-to-seed spread of the students when the table has replicate seeds.
+
+    Noise of one (student, teacher) pair's mean loss: with replicate seeds (column `seed_col`, at least 2 rows for
+    every teacher of the student), the pooled within-pair variance over seeds, s^2 with df = sum(n_pair - 1), and
+    SE = s / sqrt(n_pair): the spread of students trained with different seeds, their evaluation noise included
+    (`noise` "seeds"). Otherwise the evaluation standard error `se_col`, normal (df = inf; `noise` "evaluation
+    only"): seed noise is then missing, and every p-value below is too small when seeds matter.
+
+    - `p_teacher_effect`: the pair means differ at all (one-way F test with the pooled variance; with evaluation
+      SEs only, the chi-square test of equal means).
+    - `p_curse`: the largest teacher's student is worse than some smaller teacher's: the smallest one-sided p of
+      (largest - j) > 0 over the smaller teachers j, times their number (Bonferroni).
+    - `p_interior`: some interior teacher's student is better than both the smallest and the largest teacher's
+      (the loss falls, then rises): for each interior teacher j the intersection-union p,
+      max(p(smallest - j > 0), p(largest - j > 0)); the smallest over j, times the number of interior teachers.
+    Each p is valid for its student alone; correct across students (Holm) before counting them. Differences are
+    unpaired (sqrt(SE_a^2 + SE_b^2)); students that share initialisation or evaluation blocks across teachers would
+    be tighter paired, so these tests are conservative there. Descriptive columns: `n_seeds` (fewest rows of a
+    pair), `df`, `spread` (worst minus best mean), `rise_to_largest` (largest minus best mean)."""
+    _check(pairs, [student_col, teacher_col, loss_col], "teacher_tests")
+    rows = []
+    for student, g in pairs.groupby(student_col, sort=True):
+        per = g.groupby(teacher_col, sort=True)[loss_col].agg(["mean", "count", "var"])
+        if len(per) < 3:
+            raise ValueError(f"teacher_tests: student {student} has {len(per)} teachers; the tests need >= 3")
+        n, mean = per["count"].to_numpy(float), per["mean"].to_numpy(float)
+        if seed_col in g.columns and n.min() >= 2:
+            df = float((n - 1).sum())
+            s2 = float(((n - 1) * per["var"].to_numpy(float)).sum() / df)
+            se, noise = np.sqrt(s2 / n), "seeds"
+        else:
+            _check(g, [se_col], "teacher_tests (one seed per pair: evaluation SEs)")
+            se2 = g.groupby(teacher_col, sort=True)[se_col].agg(lambda v: float(np.mean(np.square(v)))).to_numpy()
+            df, se, noise = np.inf, np.sqrt(se2 / n), "evaluation only"
+        dist = st.t(df) if np.isfinite(df) else st.norm()
+
+        def p_worse(a, b):   # one-sided p of mean[a] - mean[b] > 0
+            return float(dist.sf((mean[a] - mean[b]) / np.hypot(se[a], se[b])))
+
+        k, last = len(mean), len(mean) - 1
+        w = 1 / se ** 2
+        if np.isfinite(df):
+            grand = (n * mean).sum() / n.sum()
+            f = (n * (mean - grand) ** 2).sum() / (k - 1) / s2
+            p_effect = float(st.f.sf(f, k - 1, df))
+        else:
+            grand = (w * mean).sum() / w.sum()
+            p_effect = float(st.chi2.sf((w * (mean - grand) ** 2).sum(), k - 1))
+        p_curse = min(1.0, (k - 1) * min(p_worse(last, j) for j in range(last)))
+        p_interior = min(1.0, (k - 2) * min(max(p_worse(0, j), p_worse(last, j)) for j in range(1, last)))
+        rows.append({student_col: student, "noise": noise, "n_seeds": int(n.min()), "df": df,
+                     "spread": float(mean.max() - mean.min()), "rise_to_largest": float(mean[last] - mean.min()),
+                     "p_teacher_effect": p_effect, "p_curse": p_curse, "p_interior": p_interior})
+    return pd.DataFrame(rows)
+
+
+def holm(p_values, alpha: float = 0.05) -> np.ndarray:
+    """Holm's step-down rejections at family-wise error `alpha`: sort the p-values, reject the i-th smallest (from
+    0) while p <= alpha / (m - i), stop at the first that is not."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    passed = p[order] <= alpha / (len(p) - np.arange(len(p)))
+    reject = np.zeros(len(p), bool)
+    reject[order] = np.cumprod(passed).astype(bool)
+    return reject
