@@ -25,8 +25,10 @@ setup: $(VENV)/.installed
 reproduce: setup
 	$(PY) -m caplab run --tier $(PROFILE) $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT)) $(PAPERS)
 
+# Tests run on every core (pytest-xdist), one torch thread per worker (tests/conftest.py).
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

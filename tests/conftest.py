@@ -16,7 +16,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(FIXTURES))
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
+
+# pytest-xdist workers start with Ctrl-C ignored, and children inherit that: the fault tests send SIGINT to the
+# runner (in process and to a child's process group) and expect what a terminal's Ctrl-C does.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

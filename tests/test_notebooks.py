@@ -1,4 +1,5 @@
 """Notebook hygiene, and every paper notebook's tier files fit its parameters cell."""
+import fcntl
 import json
 import math
 import os
@@ -87,9 +88,12 @@ def check_smoke_metrics(paper: str, out):
     prov = json.loads((out / "provenance.json").read_text())
     recorded = json.loads(SMOKE_METRICS.read_text())
     if os.environ.get("CAPLAB_UPDATE_SMOKE_METRICS") == "1":
-        recorded["papers"][paper] = metrics
-        recorded.update(cpu=prov["cpu"], torch=prov["packages"]["torch"], threads=prov.get("threads"))
-        SMOKE_METRICS.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+        with open(SMOKE_METRICS.with_suffix(".lock"), "w") as lock:      # pytest-xdist workers update it too
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            recorded = json.loads(SMOKE_METRICS.read_text())
+            recorded["papers"][paper] = metrics
+            recorded.update(cpu=prov["cpu"], torch=prov["packages"]["torch"], threads=prov.get("threads"))
+            SMOKE_METRICS.write_text(json.dumps(recorded, indent=1, sort_keys=True))
         return
     here = (prov["cpu"], prov["packages"]["torch"], prov.get("threads"))
     if here != (recorded["cpu"], recorded["torch"], recorded.get("threads")):

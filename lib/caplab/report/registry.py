@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from caplab.report import calibration, claim_rules
-from caplab.report.rules import NOT_RUN, NotImplementedYet, Rule, Verdict
+from caplab.report.rules import NOT_RUN, Capped, NotImplementedYet, Rule, Verdict
 
 TIERS = ("smoke", "cpu", "gpu")
 
@@ -66,7 +66,8 @@ class Claim:
                 "power": oc.power if fresh else None,
                 "null_draws": oc.null_draws if fresh else None, "planted_draws": oc.planted_draws if fresh else None,
                 "null_world": oc.null_world if fresh else None, "planted_effect": oc.planted_effect if fresh else None,
-                "calibration": problem or "calibrated"}
+                "calibration": problem or ("calibrated" if not isinstance(self.rule, Capped) else
+                                           f"capped (never judged: {self.rule.why}); rates of the rule under the cap")}
 
     def as_dict(self) -> dict:
         return {"id": self.id, "statement": self.statement, "paper_value": self.paper_value,
