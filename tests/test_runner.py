@@ -28,7 +28,9 @@ def mixed_run(tmp_path_factory):
 def test_successful_notebook_produces_report_claims_provenance(mixed_run):
     _, results = mixed_run
     out = results / "demo" / "smoke"
-    assert (out / "report.html").read_text().count("Verdicts") >= 1
+    html = (out / "report.html").read_text()
+    assert html.count("Verdicts") >= 1
+    assert '<span class="tier smoke">smoke tier</span>' in html and "staging" not in html   # rendered while staged
     claims = {c["claim"]: c for c in json.loads((out / "claims.json").read_text())["claims"]}
     assert claims["demo.shift_positive"]["verdict"] == "reproduced"      # smoke: n=50, shift 0.5, seed 1
     assert claims["demo.check_holds"]["verdict"] == "reproduced"

@@ -65,11 +65,13 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
-def render_html(executed: Path, html: Path, failure: str | None = None) -> None:
+def render_html(executed: Path, html: Path, failure: str | None = None, *, notebook: str | None = None,
+                tier: str | None = None) -> None:
     """nbconvert the executed notebook to the HTML report (the project's template: the answer first, code folded);
-    `failure` says why the run failed, at the top."""
+    `failure` says why the run failed, at the top. The run is rendered in its staging folder, so its notebook and
+    tier are given, never read from the folder's name."""
     from caplab.report.render import render
-    render(executed, html, failure=failure)
+    render(executed, html, failure=failure, notebook=notebook, tier=tier)
 
 
 def execute_with_log(plan: tiers.Plan, executed: Path, out: Path, *, kernel: str, timeout: int,
@@ -183,7 +185,7 @@ def _execute_into(plan: tiers.Plan, out: Path, *, kernel: str, cell_timeout: int
         _mark_not_run(plan, out, f"the notebook failed: {error}")
     if executed.exists():
         try:
-            render_html(executed, html, failure=error)
+            render_html(executed, html, failure=error, notebook=plan.notebook, tier=plan.tier)
         except Exception as exc:  # a render failure must not hide the run's outcome
             status, error = "failed", error or f"rendering HTML failed: {exc}"
     run = {"status": status, "error": error, "failed_cell": failed_cell, "params_file": str(plan.params_file),

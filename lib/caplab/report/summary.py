@@ -5,6 +5,7 @@ and the index's rows are both drawn from this, so they cannot disagree.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def rate_text(value: Any) -> str:
     none (no control measured its current rule)."""
     if isinstance(value, dict):
         value = value.get("value", value.get("rate"))
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return f"{100 * value:.3g} %"
     return NO_VALUE
 
