@@ -106,14 +106,21 @@ def basins(frame: pd.DataFrame, along: str = "tokens", margin_se: float = 2.0) -
     return pd.DataFrame(rows)
 
 
-def degradation_trend(frame: pd.DataFrame, perturbation: str, level: float, alpha: float = 0.05) -> dict:
-    """Slope of (perturbed - clean loss) against log tokens, one intercept per model (OLS), with its interval."""
+def damage_rows(frame: pd.DataFrame, perturbation: str, level: float) -> pd.DataFrame:
+    """The perturbed rows with their `damage` (perturbed minus clean loss of the same model and checkpoint) and
+    `log_tokens`."""
     clean = frame[frame.perturbation == "none"].set_index(["model", "target_tokens"]).loss
     hit = frame[(frame.perturbation == perturbation) & (frame.level == level)].copy()
     if hit.empty:
         raise ValueError(f"no rows for perturbation {perturbation!r} at level {level}")
     hit["damage"] = hit.loss.to_numpy() - clean.loc[list(zip(hit.model, hit.target_tokens))].to_numpy()
     hit["log_tokens"] = np.log(hit.tokens.astype(float))
+    return hit
+
+
+def degradation_trend(frame: pd.DataFrame, perturbation: str, level: float, alpha: float = 0.05) -> dict:
+    """Slope of (perturbed - clean loss) against log tokens, one intercept per model (OLS), with its interval."""
+    hit = damage_rows(frame, perturbation, level)
     return slope(hit, "damage", "log_tokens", groups="model", alpha=alpha)
 
 
@@ -122,12 +129,7 @@ def damage_slopes(frame: pd.DataFrame, perturbation: str, level: float, alpha: f
     with a t interval over models (df = models - 1). The checkpoints of one model share its weights' history and
     the evaluation blocks, so they are not independent points: the model is the unit. Also `slopes` by model."""
     from scipy import stats as st
-    clean = frame[frame.perturbation == "none"].set_index(["model", "target_tokens"]).loss
-    hit = frame[(frame.perturbation == perturbation) & (frame.level == level)].copy()
-    if hit.empty:
-        raise ValueError(f"no rows for perturbation {perturbation!r} at level {level}")
-    hit["damage"] = hit.loss.to_numpy() - clean.loc[list(zip(hit.model, hit.target_tokens))].to_numpy()
-    hit["log_tokens"] = np.log(hit.tokens.astype(float))
+    hit = damage_rows(frame, perturbation, level)
     slopes = {}
     for model, rows in hit.groupby("model", sort=False):
         if rows.log_tokens.nunique() >= 2:
