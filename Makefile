@@ -12,7 +12,7 @@ CELL_TIMEOUT ?=
 export HF_HUB_OFFLINE      ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup reproduce test lab bench index clean distclean
+.PHONY: setup reproduce test controls lab bench index clean distclean
 
 # One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README).
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +29,10 @@ reproduce: setup
 TEST_WORKERS ?= auto
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+
+# Every control re-measured on all its draws (make test replays a sample of the recorded draws); the nightly build.
+controls: setup
+	CAPLAB_FULL_CONTROLS=1 CAPLAB_SLOW_CONTROLS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests/test_controls.py
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -33,25 +33,34 @@ def test_one_control_per_claim():
 
 
 SLOW = os.environ.get("CAPLAB_SLOW_CONTROLS") == "1"
+FULL = os.environ.get("CAPLAB_FULL_CONTROLS") == "1"
 
 
 @pytest.mark.parametrize("control", ALL, ids=[c.claim for c in ALL])
 def test_control(control):
-    """Measured now: the false-positive rate within its bound, and the same rates as recorded (same seed and code;
-    a draw may flip between machines, hence the tolerance of two draws). A capped claim's slow control (it gates
-    nothing) is re-measured only with CAPLAB_SLOW_CONTROLS=1; its record must still be of the current rule."""
-    if control.slow and not SLOW:
-        record = calibration.recorded().get(control.claim)
-        assert record is not None and record.rule == _rule_text(control.claim), "record missing or stale"
-        pytest.skip(f"slow control of a capped claim ({control.slow}); CAPLAB_SLOW_CONTROLS=1 runs it")
-    measured = controls.measure(control)
-    assert measured.false_positive_rate <= calibration.FPR_BOUND, measured
+    """The recorded rates are the current rule's, the false-positive rate is within its bound, and the current code
+    reproduces the record. By default a sample of draws is replayed, each checked against its recorded outcome:
+    every null draw recorded as a false positive, 20 other null draws and 10 planted draws (a change that turns
+    10 % of the null draws into false positives is caught with probability 0.88). CAPLAB_FULL_CONTROLS=1 (the nightly
+    build) re-measures every draw. A draw may flip between machines in its last bits, hence one draw's tolerance.
+    A capped claim's slow control (it gates nothing) is replayed only with CAPLAB_SLOW_CONTROLS=1."""
     record = calibration.recorded().get(control.claim)
     assert record is not None, f"{control.claim}: not recorded; run python -m caplab controls --write"
-    assert record.rule == measured.rule, f"{control.claim}: recorded for another rule; rerun controls --write"
-    assert (record.null_draws, record.planted_draws) == (measured.null_draws, measured.planted_draws)
-    assert abs(record.false_positive_rate - measured.false_positive_rate) <= 2 / measured.null_draws
-    assert abs(record.power - measured.power) <= 2 / measured.planted_draws
+    assert record.rule == _rule_text(control.claim), f"{control.claim}: recorded for another rule; rerun controls --write"
+    assert record.false_positive_rate <= calibration.FPR_BOUND, record
+    assert (record.null_draws, record.planted_draws) == (control.null_draws, control.planted_draws)
+    if control.slow and not SLOW:
+        pytest.skip(f"slow control of a capped claim ({control.slow}); CAPLAB_SLOW_CONTROLS=1 runs it")
+    if FULL or record.null_hits is None:
+        measured = controls.measure(control, seed=record.seed)
+        assert measured.false_positive_rate <= calibration.FPR_BOUND, measured
+        assert abs(record.false_positive_rate - measured.false_positive_rate) <= 2 / measured.null_draws
+        assert abs(record.power - measured.power) <= 2 / measured.planted_draws
+        return
+    assert record.false_positive_rate == len(record.null_hits) / record.null_draws
+    assert record.power == len(record.planted_hits) / record.planted_draws
+    flipped = controls.replay(control, record, controls.replay_sample(record))
+    assert len(flipped) <= 1, f"{control.claim}: draws whose outcome differs from the record: {flipped}"
 
 
 def _rule_text(claim_id):
@@ -130,23 +139,41 @@ def test_power_guard_and_cap():
     assert out.verdict == INCONCLUSIVE and "reproduced" in out.reason and "issue 14" in out.reason
 
 
-def test_measure_counts_what_the_rule_reads():
-    """A control whose null world is pure noise around 0 and whose planted effect is 3 standard errors: the rates
-    are those of a one-sided 2.5 % test (within sampling error) and a 85 % power."""
+def _toy(shift=0.0):
     def simulate(rng, planted):
-        x = rng.normal(3.0 if planted else 0.0, 1.0)
+        x = rng.normal((3.0 if planted else 0.0) + shift, 1.0)
         return {"x": (x, x - 1.96, x + 1.96)}
-    claim = _claim(Above("x", 0.0), "ceilings.flat_knowledge")
+    return controls.Control("ceilings.flat_knowledge", "n", "p", simulate, null_draws=400, planted_draws=400)
+
+
+@pytest.fixture
+def toy_claim(monkeypatch):
     from caplab.report import registry
-    original = registry.claim
-    try:
-        registry.claim = lambda cid: claim
-        oc = controls.measure(controls.Control("ceilings.flat_knowledge", "n", "p", simulate, null_draws=400,
-                                               planted_draws=400))
-    finally:
-        registry.claim = original
+    monkeypatch.setattr(registry, "claim", lambda cid: _claim(Above("x", 0.0), "ceilings.flat_knowledge"))
+
+
+def test_measure_counts_what_the_rule_reads(toy_claim):
+    """A control whose null world is pure noise around 0 and whose planted effect is 3 standard errors: the rates
+    are those of a one-sided 2.5 % test (within sampling error) and a 85 % power; the record lists the draws."""
+    oc = controls.measure(_toy())
     assert 0.005 <= oc.false_positive_rate <= 0.05
     assert 0.75 <= oc.power <= 0.95
+    assert len(oc.null_hits) == round(oc.false_positive_rate * 400) and len(oc.planted_hits) == round(oc.power * 400)
+    again = calibration.OperatingCharacteristics(**json.loads(json.dumps(oc.as_dict())))
+    assert again == oc
+
+
+def test_replay_catches_a_changed_world(toy_claim):
+    """Replaying the sampled draws finds no difference for the same code, and finds them when the null world
+    drifts (a shift of one standard error makes about 17 % of null draws read reproduced)."""
+    record = controls.measure(_toy())
+    sample = controls.replay_sample(record)
+    null_sampled = {i for planted, i in sample if not planted}
+    assert set(record.null_hits) <= null_sampled and len(null_sampled) == len(record.null_hits) + 20
+    assert sum(planted for planted, _ in sample) == 10
+    assert controls.replay(_toy(), record, sample) == []
+    flipped = controls.replay(_toy(shift=1.0), record, sample)
+    assert len(flipped) >= 2 and all(now for planted, _, now in flipped if not planted)
 
 
 def test_list_rules_json(capsys):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -112,17 +114,52 @@ def measure(control: Control, *, seed: int = 0, null_draws: int | None = None,
             planted_draws: int | None = None) -> OperatingCharacteristics:
     """Run the control: the share of null draws and of planted draws that the claim's rule reads "reproduced" (for
     a capped claim, the rule under the cap). Draw i of the null world uses the generator seeded [seed, 0, i], of the
-    planted world [seed, 1, i]."""
+    planted world [seed, 1, i]; the record keeps which draws read "reproduced" (`replay` checks them)."""
     from caplab.report.registry import claim
     n0 = control.null_draws if null_draws is None else null_draws
     n1 = control.planted_draws if planted_draws is None else planted_draws
     check_draws(control, n0)
-    fp = sum(reads_reproduced(control, np.random.default_rng([seed, 0, i]), False) for i in range(n0))
-    tp = sum(reads_reproduced(control, np.random.default_rng([seed, 1, i]), True) for i in range(n1))
+    null_hits = tuple(i for i in range(n0) if draw(control, seed, False, i))
+    planted_hits = tuple(i for i in range(n1) if draw(control, seed, True, i))
     return OperatingCharacteristics(claim=control.claim, rule=claim(control.claim).rule.describe(),
-                                    false_positive_rate=fp / n0, null_draws=n0,
-                                    power=(tp / n1) if n1 else None, planted_draws=n1,
-                                    null_world=control.null_world, planted_effect=control.planted_effect, seed=seed)
+                                    false_positive_rate=len(null_hits) / n0, null_draws=n0,
+                                    power=(len(planted_hits) / n1) if n1 else None, planted_draws=n1,
+                                    null_world=control.null_world, planted_effect=control.planted_effect, seed=seed,
+                                    null_hits=null_hits, planted_hits=planted_hits)
+
+
+def draw(control: Control, seed: int, planted: bool, i: int) -> bool:
+    """Whether draw i of the null (planted=False) or planted world reads "reproduced"."""
+    return reads_reproduced(control, np.random.default_rng([seed, int(planted), i]), planted)
+
+
+def replay_sample(record: OperatingCharacteristics, *, null_sample: int = 20, planted_sample: int = 10
+                  ) -> list[tuple[bool, int]]:
+    """The draws `make test` replays for a recorded control: every null draw recorded as "reproduced" (the false
+    positives themselves), plus a fixed random sample of the other null draws and of the planted draws (chosen by
+    the claim's name, so a rerun replays the same draws)."""
+    rng = np.random.default_rng(zlib.crc32(record.claim.encode()))
+    hits = set(record.null_hits or ())
+    others = [i for i in range(record.null_draws) if i not in hits]
+    chosen = sorted(hits) + sorted(rng.choice(others, size=min(null_sample, len(others)), replace=False).tolist())
+    planted = sorted(rng.choice(record.planted_draws, size=min(planted_sample, record.planted_draws),
+                                replace=False).tolist())
+    return [(False, int(i)) for i in chosen] + [(True, int(i)) for i in planted]
+
+
+def replay(control: Control, record: OperatingCharacteristics, draws: list[tuple[bool, int]]
+           ) -> list[tuple[bool, int, bool]]:
+    """Replay recorded draws; the ones whose outcome differs from the record, as (planted, index, now_reproduced)."""
+    if record.null_hits is None or record.planted_hits is None:
+        raise ValueError(f"{record.claim}: the record has no per-draw outcomes; rerun python -m caplab controls "
+                         f"--write")
+    hits = {False: set(record.null_hits), True: set(record.planted_hits)}
+    out = []
+    for planted, i in draws:
+        now = draw(control, record.seed, planted, i)
+        if now != (i in hits[planted]):
+            out.append((planted, i, now))
+    return out
 
 
 def for_paper(paper: str) -> list[Control]:
@@ -148,5 +185,8 @@ def write(paper: str, records: list[OperatingCharacteristics]) -> None:
     new = {r.claim: {**r.as_dict(), **stamp} for r in records}
     rows = [row for row in old if row["claim"] not in new] + list(new.values())
     rows.sort(key=lambda row: row["claim"])
-    atomic_write_text(path, json.dumps({"paper": paper, "controls": rows}, indent=1) + "\n")
+    text = json.dumps({"paper": paper, "controls": rows}, indent=1)
+    text = re.sub(r"\[[\d,\s]+\]", lambda m: "[" + ", ".join(m.group(0)[1:-1].split()).replace(",,", ",") + "]",
+                  text)                                        # a draw-index list on one line
+    atomic_write_text(path, text + "\n")
     calibration.recorded.cache_clear()

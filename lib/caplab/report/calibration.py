@@ -38,9 +38,22 @@ class OperatingCharacteristics:
     seed: int
     measured: str = ""                 # when, and at which commit
     git: str = ""
+    # which draws read "reproduced" (indices into the null and planted draws): lets `make test` replay a sample of
+    # draws and check each one's outcome instead of re-measuring them all (None: an older record without them)
+    null_hits: tuple[int, ...] | None = None
+    planted_hits: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        for name in ("null_hits", "planted_hits"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(int(i) for i in value))
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        for name in ("null_hits", "planted_hits"):
+            out[name] = None if out[name] is None else list(out[name])
+        return out
 
 
 @lru_cache(maxsize=1)
