@@ -40,9 +40,10 @@ FULL = os.environ.get("CAPLAB_FULL_CONTROLS") == "1"
 def test_control(control):
     """The recorded rates are the current rule's, the false-positive rate is within its bound, and the current code
     reproduces the record. By default a sample of draws is replayed, each checked against its recorded outcome:
-    every null draw recorded as a false positive, 20 other null draws and 10 planted draws (a change that turns
-    10 % of the null draws into false positives is caught with probability 0.88). CAPLAB_FULL_CONTROLS=1 (the nightly
-    build) re-measures every draw. A draw may flip between machines in its last bits, hence one draw's tolerance.
+    every null draw recorded as a false positive, 20 other null draws and 10 planted draws. A draw may flip between
+    machines in its last bits, hence one draw's tolerance: a change that turns 20 % of the null draws into false
+    positives is caught with probability 0.93 (10 %: 0.61). CAPLAB_FULL_CONTROLS=1 (`make controls`, the nightly
+    build) re-measures every draw.
     A capped claim's slow control (it gates nothing) is replayed only with CAPLAB_SLOW_CONTROLS=1."""
     record = calibration.recorded().get(control.claim)
     assert record is not None, f"{control.claim}: not recorded; run python -m caplab controls --write"
