@@ -7,11 +7,12 @@ Loss (the paper's code): `alpha * CE(student, labels) + (1 - alpha) * softCE`, w
 (`generalized_jsd_loss` at beta = 0) computes, and the teacher entropy does not depend on the student, so both give
 the same gradients.
 
-Analysis: for one student, `optimal_teacher` fits loss = q0 + q1 x + q2 x^2 in x = log(teacher params) and reads
-the vertex T* = exp(-q1 / (2 q2)) with a bootstrap interval; `capacity_gap_law` fits T* against the student size S
-with the toolkit's LINEAR (T* = a S + b) and RATIO (T* = r S) laws; `teacher_tests` tests, per student, whether the
-teacher matters, whether the largest is worse, and whether an interior teacher beats both ends, with the noise of
-replicate seeds where the table has them (`holm` corrects across students).
+Training: `distill_cached` runs the teacher at every step (any model, the gpu tier); `distill_cached_logits` computes
+a teacher's logits once on the distillation blocks (`TeacherLogits`) and shares them across students and seeds (the
+cpu tier: tiny students cost less than a large teacher's forward pass). `train_teachers` trains a grid of tiny
+teachers each at one tokens-per-parameter ratio (`TeacherBudget`, with a floor); `build_teachers` gives the grid of
+a family spec (trained here, or a hub family as it is); `distilled_block_losses` distils every (teacher, student,
+seed) and scores every student on every evaluation block (the paired design `caplab.science.teacher_grid` reads).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from caplab.substrate.evaluate import example_losses
+from caplab.substrate.family import FAMILY, build_family, log_spaced_shapes, member_spec
 from caplab.substrate.models import get_model, param_counts, strict_from_dict
 from caplab.substrate.train import TrainConfig, train_cached
 
@@ -224,8 +227,6 @@ def build_teachers(spec: dict, corpus, config: dict, budget: dict, *, cache=None
     """The teacher grid of a family spec: tiny shapes (`log_spaced_shapes` of the spec) trained here by
     `train_teachers` at the budget's tokens per parameter, or a hub family as it is (`build_family`; then `config`
     and `budget` must be empty). One row per teacher with `params_non_embedding` and a model spec column `spec`."""
-    from caplab.substrate.family import FAMILY, build_family, log_spaced_shapes, member_spec
-
     FAMILY.check(spec, "teachers", "")
     args = dict(spec)
     if args.pop("kind") == "tiny":
@@ -253,8 +254,6 @@ def distilled_block_losses(students: list[dict], seeds: list[int], teachers: pd.
     teacher_params (nan alone), seed, block, loss (mean nats per token of the block). `teacher_logits`:
     "precomputed" (one teacher pass per teacher on `dataset`, `distill_cached_logits`; teachers run outermost) or
     "online" (the teacher runs at every step, `distill_cached`)."""
-    from caplab.substrate.evaluate import example_losses
-
     if teacher_logits not in ("precomputed", "online"):
         raise ValueError(f"teacher_logits must be 'precomputed' or 'online', got {teacher_logits!r}")
     if "seed" in config:
