@@ -126,110 +126,63 @@ def test_distill_cached_keys_on_teacher_and_reads_back(tmp_path):
     assert D.teacher_spec({"pretrained": "EleutherAI/pythia-160m"})[1] == "EleutherAI/pythia-160m@main"
 
 
-# -- the optimal teacher ------------------------------------------------------------------------------------------
-TEACHERS = np.geomspace(1e5, 1e8, 7)
+# -- teachers at a tokens-per-parameter ratio; their logits computed once ----------------------------------------
+def test_teacher_budget_is_the_ratio_with_a_floor():
+    budget = D.TeacherBudget(tokens_per_param=10, min_tokens=3000)
+    assert budget.tokens(100) == 3000 and budget.tokens(1000) == 10000 and budget.tokens(1001) == 10010
+    with pytest.raises(ValueError, match="tokens_per_param"):
+        D.TeacherBudget(tokens_per_param=0)
 
 
-def planted(t_star, curvature=0.05, noise=0.003, seeds=3, seed=0, teachers=TEACHERS):
-    rng = np.random.default_rng(seed)
-    rows = [dict(teacher_params=t, loss=2.0 + curvature * (np.log(t) - np.log(t_star)) ** 2 + rng.normal(0, noise))
-            for t in teachers for _ in range(seeds)]
-    return pd.DataFrame(rows)
+def test_train_teachers_gives_each_its_own_budget(tmp_path):
+    from caplab.substrate.cache import Cache
+
+    _, tok = tiny(0)
+    blocks = data.pack_blocks(data.zipf_language(60, vocab_size=12, seed=0), tok, 16)
+    shapes = [{"name": "a", "d_model": 8, "n_layer": 1, "n_head": 1, "max_seq_len": 16},
+              {"name": "b", "d_model": 16, "n_layer": 1, "n_head": 2, "max_seq_len": 16}]
+    config = {"batch_size": 4, "warmup_steps": 0, "device": "cpu"}
+    frame = D.train_teachers(shapes, blocks, config, {"tokens_per_param": 0.1, "min_tokens": 100},
+                             cache=Cache(tmp_path))
+    assert frame.model.tolist() == ["a", "b"] and frame.params_non_embedding.tolist() == [888, 3312]
+    # a: the floor (100 tokens); b: 0.1 x 3312 = 332 tokens; each stops at the first step past its budget (64/step)
+    assert frame.tokens.tolist() == [128, 384]
+    with pytest.raises(ValueError, match="budget"):
+        D.train_teachers(shapes, blocks, {**config, "max_tokens": 10}, {"tokens_per_param": 1.0})
 
 
-def test_planted_parabola_vertex_is_recovered_with_interval():
-    result = D.optimal_teacher(planted(2e6), n_boot=500)
-    assert result["convex"] and result["interior"] and not result["at_edge"]
-    assert result["t_star"] == pytest.approx(2e6, rel=0.02)
-    assert result["lower"] < result["t_star"] < result["upper"]
-    assert result["n_boot_convex"] + result["n_boot_degenerate"] == 500
-    # coverage over 40 planted datasets: nominal 95 %; the row bootstrap on 21 rows gives about 85 %
-    hits = [D.optimal_teacher(planted(2e6, noise=0.01, seed=s), n_boot=200, seed=s) for s in range(40)]
-    assert np.mean([h["lower"] <= 2e6 <= h["upper"] for h in hits]) >= 0.75
+def test_precomputed_logits_give_the_online_loss_and_reject_unknown_rows(batch):
+    student, tok = tiny(0)
+    teacher, _ = tiny(1)
+    blocks = data.pack_blocks(data.zipf_language(40, vocab_size=12, seed=0), tok, 16)
+    logits = D.TeacherLogits(teacher, blocks, batch_size=3)
+    rows = torch.tensor([5, 0, 5, 2])
+    some = blocks.batch(rows)
+    with torch.no_grad():
+        assert torch.allclose(logits(some["input_ids"]), teacher(input_ids=some["input_ids"]).logits, atol=1e-5)
+        online = D.make_distill_loss_fn(teacher)(student, some)
+        offline = D.distillation_loss(student(**{k: v for k, v in some.items() if k != "labels"}).logits,
+                                      logits(some["input_ids"]), some["labels"])
+    assert offline.item() == pytest.approx(online.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="not among the rows"):
+        logits(torch.zeros_like(some["input_ids"]))
 
 
-def test_monotone_series_is_at_edge_and_not_interior():
-    x = np.log(TEACHERS)
-    monotone = pd.DataFrame({"teacher_params": TEACHERS, "loss": 3.0 - 0.1 * x + 0.001 * x ** 2})   # vertex far out
-    result = D.optimal_teacher(monotone, n_boot=50)
-    assert result["at_edge"] and not result["interior"] and not result["readable"]
-    falling = pd.DataFrame({"teacher_params": TEACHERS, "loss": -np.log(TEACHERS) ** 2})     # concave
-    result = D.optimal_teacher(falling, n_boot=50)
-    assert not result["convex"] and result["at_edge"] and np.isnan(result["t_star"])
-    flat = planted(2e6, curvature=0.0, noise=0.01)          # pure noise: only some resamples have a minimum
-    result = D.optimal_teacher(flat, n_boot=200)
-    assert 0 < result["n_boot_convex"] < result["n_boot"] - result["n_boot_degenerate"]
+def test_distill_cached_logits_shares_one_teacher_pass_and_keys_on_the_teacher(tmp_path):
+    from caplab.substrate.cache import Cache
 
-
-def test_bad_input_raises_naming_the_problem():
-    with pytest.raises(ValueError, match="missing column.*'loss'"):
-        D.optimal_teacher(pd.DataFrame({"teacher_params": TEACHERS}))
-    with pytest.raises(ValueError, match="at least 3 distinct teachers"):
-        D.optimal_teacher(planted(2e6, teachers=TEACHERS[:2]))
-    with pytest.raises(ValueError, match="missing column.*'student_params'"):
-        D.optimal_teachers(planted(2e6))
-    with pytest.raises(ValueError, match="missing column.*'t_star'"):
-        D.capacity_gap_law(pd.DataFrame({"student_params": [1.0, 2.0]}))
-    with pytest.raises(ValueError, match="at least 2 students"):
-        D.capacity_gap_law(pd.DataFrame({"student_params": [1e6, 2e6], "t_star": [2e6, 4e6],
-                                         "interior": [True, False], "at_edge": [False, False]}))
-
-
-# -- the law of capacity gap ----------------------------------------------------------------------------------------
-def test_optimal_teachers_then_ratio_law_recovers_planted_ratio():
-    students = [2e5, 5e5, 1e6, 2e6]
-    frames = [planted(2.5 * s, seed=i).assign(student_params=s) for i, s in enumerate(students)]
-    edge = planted(1e9, seed=9).assign(student_params=4e6)            # optimum beyond the grid: excluded
-    optima = D.optimal_teachers(pd.concat(frames + [edge]), n_boot=100)
-    assert list(optima.student_params) == students + [4e6]
-    assert optima.interior.tolist() == [True] * 4 + [False]
-    law = D.capacity_gap_law(optima, n_boot=200)
-    assert law["n_students"] == 4 and law["excluded"] == [4e6]
-    assert law["r"] == pytest.approx(2.5, rel=0.1)
-    assert law["r_lower"] <= 2.5 <= law["r_upper"]
-    assert law["linear"] is not None and law["linear"].params["a"] == pytest.approx(2.5, rel=0.2)
-
-
-def test_ratio_law_on_exact_synthetic_optima():
-    optima = pd.DataFrame({"student_params": [1e6, 2e6, 4e6, 8e6], "t_star": [3.1e6, 5.9e6, 12.2e6, 23.8e6]})
-    law = D.capacity_gap_law(optima, n_boot=200, seed=1)
-    r = np.dot([1, 2, 4, 8], [3.1, 5.9, 12.2, 23.8]) / np.dot([1, 2, 4, 8], [1, 2, 4, 8])   # least squares
-    assert law["r"] == pytest.approx(r, rel=1e-6)
-    assert law["r_lower"] < r < law["r_upper"] and not law["paper_ratio_in_interval"]
-
-
-# -- teacher tests with seed noise ------------------------------------------------------------------------------
-def _seeded(curve, n_seeds, sd, seed=0, teachers=(1e3, 3e3, 1e4, 3e4, 1e5)):
-    rng = np.random.default_rng(seed)
-    x = np.log(np.asarray(teachers))
-    return pd.DataFrame([{"student_params": 1, "teacher_params": t, "seed": s, "loss": 3 + curve(xi) + rng.normal(0, sd),
-                          "loss_se": 0.001} for s in range(n_seeds) for t, xi in zip(teachers, x)])
-
-
-def test_teacher_tests_read_a_planted_u_and_not_a_hockey_stick():
-    mid = np.log(1e4)
-    u = D.teacher_tests(_seeded(lambda x: 0.05 * (x - mid) ** 2, 3, 0.01)).iloc[0]
-    assert u.noise == "seeds" and u.n_seeds == 3 and u.df == 10
-    assert u.p_interior < 0.01 and u.p_curse < 0.01 and u.p_teacher_effect < 0.01
-    stick = D.teacher_tests(_seeded(lambda x: 0.05 * max(x - mid, 0) ** 2, 3, 0.01)).iloc[0]
-    assert stick.p_curse < 0.01 and stick.p_interior > 0.05       # larger is worse, but no interior optimum
-
-
-def test_teacher_tests_with_one_seed_use_the_evaluation_se():
-    one = _seeded(lambda x: 0.0 * x, 1, 0.0).drop(columns="seed")
-    one.loc[2, "loss"] -= 0.01                                      # the middle teacher 10 evaluation SEs better
-    out = D.teacher_tests(one).iloc[0]
-    assert out.noise == "evaluation only" and np.isinf(out.df)
-    assert out.p_interior < 1e-6
-
-
-def test_teacher_tests_hold_their_level_under_a_flat_null():
-    hits = sum(D.teacher_tests(_seeded(lambda x: 0.0 * x, 3, 0.02, seed=i)).iloc[0].p_interior < 0.05
-               for i in range(300))
-    assert hits / 300 <= 0.05
-
-
-def test_holm_matches_the_step_down_rule():
-    assert D.holm([0.01, 0.04, 0.03], 0.05).tolist() == [True, False, False]
-    assert D.holm([0.01, 0.02, 0.03], 0.05).tolist() == [True, True, True]
-    assert D.holm([0.2, 0.001], 0.05).tolist() == [False, True]
+    teacher, tok = tiny(1)
+    teacher.save_pretrained(tmp_path / "teacher")
+    tok.save_pretrained(tmp_path / "teacher")
+    blocks = data.pack_blocks(data.zipf_language(40, vocab_size=12, seed=0), tok, 16)
+    config = {"steps": 2, "batch_size": 4, "warmup_steps": 0, "device": "cpu"}
+    cache, memo = Cache(tmp_path / "cache"), {}
+    spec = {"d_model": 16, "n_layer": 1, "n_head": 2, "max_seq_len": 64}
+    first = D.distill_cached_logits(D.seeded(spec, 0), tmp_path / "teacher", blocks, config, teacher_logits=memo,
+                                    cache=cache)
+    table = next(iter(memo.values()))
+    D.distill_cached_logits(D.seeded(spec, 1), tmp_path / "teacher", blocks, {**config, "seed": 1},
+                            teacher_logits=memo, cache=cache)
+    assert next(iter(memo.values())) is table                      # the second student reused the teacher's pass
+    assert "distill-logits:" in (first.path / "args.json").read_text()
+    assert D.seeded({"pretrained": "x"}, 3) == {"pretrained": "x"} and D.seeded(spec, 3)["seed"] == 3

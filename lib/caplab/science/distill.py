@@ -7,29 +7,28 @@ Loss (the paper's code): `alpha * CE(student, labels) + (1 - alpha) * softCE`, w
 (`generalized_jsd_loss` at beta = 0) computes, and the teacher entropy does not depend on the student, so both give
 the same gradients.
 
-Analysis: for one student, `optimal_teacher` fits loss = q0 + q1 x + q2 x^2 in x = log(teacher params) and reads
-the vertex T* = exp(-q1 / (2 q2)) with a bootstrap interval; `capacity_gap_law` fits T* against the student size S
-with the toolkit's LINEAR (T* = a S + b) and RATIO (T* = r S) laws; `teacher_tests` tests, per student, whether the
-teacher matters, whether the largest is worse, and whether an interior teacher beats both ends, with the noise of
-replicate seeds where the table has them (`holm` corrects across students).
+Training: `distill_cached` runs the teacher at every step (any model, the gpu tier); `distill_cached_logits` computes
+a teacher's logits once on the distillation blocks (`TeacherLogits`) and shares them across students and seeds (the
+cpu tier: tiny students cost less than a large teacher's forward pass). `train_teachers` trains a grid of tiny
+teachers each at one tokens-per-parameter ratio (`TeacherBudget`, with a floor); `build_teachers` gives the grid of
+a family spec (trained here, or a hub family as it is); `distilled_block_losses` distils every (teacher, student,
+seed) and scores every student on every evaluation block (the paired design `caplab.science.teacher_grid` reads).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import stats as st
 
-from caplab.stats import laws
-from caplab.stats.fitting import bootstrap, fit_law
-from caplab.stats.resampling import percentile_interval, resample_indices
-from caplab.substrate.models import get_model
-from caplab.substrate.train import train_cached
-
-PAPER_RATIO = 2.5   # T* ~ 2.5 S (the paper's fitted slope is 2.498)
+from caplab.substrate.evaluate import example_losses
+from caplab.substrate.family import FAMILY, build_family, log_spaced_shapes, member_spec
+from caplab.substrate.models import get_model, param_counts, strict_from_dict
+from caplab.substrate.train import TrainConfig, train_cached
 
 
 def distillation_terms(student_logits, teacher_logits, labels, temperature: float = 1.0) -> dict:
@@ -126,195 +125,164 @@ def distill_cached(student_spec: dict, teacher_path, dataset, config, alpha: flo
                         loss_name=f"distill:{key}:{alpha}:{temperature}", step=step)
 
 
-# -- the optimal teacher and the law of capacity gap -----------------------------------------------------------
-def _check(frame, columns, what):
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}; the frame has {list(frame.columns)}")
-    values = frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{what}: columns {list(columns)} hold missing or non-finite values")
+# -- teachers at one tokens-per-parameter ratio, and their logits computed once -------------------------------
+@dataclasses.dataclass(frozen=True)
+class TeacherBudget:
+    """Each tiny teacher's token budget: `tokens_per_param` times its non-embedding parameters, at least
+    `min_tokens` (a floor for the smallest teachers, which at the ratio alone would take a handful of steps)."""
+    tokens_per_param: float
+    min_tokens: int = 0
+
+    def __post_init__(self):
+        if not self.tokens_per_param > 0 or self.min_tokens < 0:
+            raise ValueError(f"need tokens_per_param > 0 and min_tokens >= 0, got {self}")
+
+    def tokens(self, params: int) -> int:
+        return max(int(math.ceil(self.tokens_per_param * params)), int(self.min_tokens))
 
 
-def _vertex(x, y):
-    q2, q1, q0 = np.polyfit(x, y, 2)
-    return q0, q1, q2, (-q1 / (2 * q2) if q2 != 0 else np.nan)
+def train_teachers(shapes: list[dict], corpus, config: dict, budget: TeacherBudget | dict, *, cache=None
+                   ) -> pd.DataFrame:
+    """Train every tiny teacher shape on `corpus` with one TrainConfig (`config`, without a length) for
+    `budget.tokens(its non-embedding parameters)` tokens (cached). One row per teacher, smallest first: model,
+    params_non_embedding, params_total, tokens, tokens_per_param, steps, seconds, path (the final model)."""
+    budget = strict_from_dict(TeacherBudget, budget) if isinstance(budget, dict) else budget
+    if "steps" in config or "max_tokens" in config:
+        raise ValueError("the teachers' length comes from the budget: give no steps or max_tokens in their config")
+    rows = []
+    for shape in shapes:
+        spec = {k: v for k, v in shape.items() if k != "name"}
+        counts = param_counts(get_model(spec)[0])          # tiny: building it costs milliseconds
+        run = train_cached(spec, corpus, TrainConfig.from_dict({**config,
+                                                                "max_tokens": budget.tokens(counts["non_embedding"])}),
+                           cache=cache, step="teacher")
+        summary = run.summary
+        rows.append({"model": shape.get("name") or f"d{spec.get('d_model')}-L{spec.get('n_layer')}",
+                     "params_non_embedding": counts["non_embedding"], "params_total": counts["total"],
+                     "tokens": summary["tokens"], "tokens_per_param": summary["tokens"] / counts["non_embedding"],
+                     "steps": summary["steps"], "seconds": summary["seconds"], "path": str(run.path / "model")})
+    return pd.DataFrame(rows).sort_values("params_non_embedding", kind="stable").reset_index(drop=True)
 
 
-def readable(interior: bool, at_edge: bool) -> bool:
-    """The one definition of an optimum that can be read: the best observed teacher is neither the smallest nor
-    the largest (`interior`), and the fitted vertex lies inside the grid on a convex fit (not `at_edge`)."""
-    return bool(interior and not at_edge)
+def seeded(student: dict, seed: int) -> dict:
+    """A student spec with its initialisation seed: a tiny shape takes `seed`; a pretrained or saved model has
+    one initialisation (then only the data order varies with the seed)."""
+    return dict(student) if "pretrained" in student or "path" in student else {**student, "seed": int(seed)}
 
 
-def optimal_teacher(frame: pd.DataFrame, teacher_col: str = "teacher_params", loss_col: str = "loss",
-                    n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """T* for ONE student from rows (teacher size, student loss), several seeds per teacher allowed.
+class TeacherLogits:
+    """A teacher's logits on every row of `dataset`, computed once (eval mode, no grad) and looked up by the row's
+    tokens, so every student and seed distilled on these rows shares one teacher pass. A row is identified by its
+    token ids: two identical rows have identical teacher logits, so the lookup is exact."""
 
-    Fits loss = q0 + q1 x + q2 x^2, x = ln(teacher params), by least squares; T* = exp(-q1 / (2 q2)).
-    Flags: `convex` (q2 > 0: the parabola has a minimum); `at_edge` (the fitted curve's minimum over the grid is at
-    or beyond its smallest or largest teacher, always so when not convex: then the law cannot be read from this
-    student); `interior` (the teacher with the lowest mean observed loss is neither the smallest nor the largest).
-    Bootstrap: `n_boot` resamples of the rows (seeded); resamples with < 3 distinct teachers are skipped
-    (`n_boot_degenerate`), and the percentile interval on T* uses the `n_boot_convex` resamples with q2 > 0."""
-    _check(frame, [teacher_col, loss_col], "optimal_teacher")
-    teachers = frame[teacher_col].to_numpy(dtype=float)
-    loss = frame[loss_col].to_numpy(dtype=float)
-    if np.any(teachers <= 0):
-        raise ValueError(f"optimal_teacher: column {teacher_col!r} must be positive (its log is taken)")
-    grid = np.unique(teachers)
-    if len(grid) < 3:
-        raise ValueError(f"optimal_teacher: need at least 3 distinct teachers for a quadratic, got {len(grid)}")
-    x = np.log(teachers)
-    q0, q1, q2, x_star = _vertex(x, loss)
-    convex = bool(q2 > 0)
-    at_edge = not convex or not np.log(grid[0]) < x_star < np.log(grid[-1])
-    means = frame.groupby(teacher_col)[loss_col].mean()
-    best = float(means.idxmin())
-    stars, degenerate = [], 0
-    for rows in resample_indices(len(x), n_boot, np.random.default_rng(seed)):
-        if len(np.unique(x[rows])) < 3:
-            degenerate += 1
-            continue
-        *_, b2, bx = _vertex(x[rows], loss[rows])
-        if b2 > 0:
-            stars.append(bx)
-    lower, upper = np.exp(percentile_interval(stars, level)) if stars else (np.nan, np.nan)
-    return {"t_star": float(np.exp(x_star)) if convex else np.nan, "log_t_star": float(x_star) if convex else np.nan,
-            "lower": float(lower), "upper": float(upper), "q0": float(q0), "q1": float(q1), "q2": float(q2),
-            "convex": convex, "at_edge": bool(at_edge), "interior": best not in (grid[0], grid[-1]),
-            "readable": readable(best not in (grid[0], grid[-1]), at_edge), "observed_best": best,
-            "grid_min": float(grid[0]), "grid_max": float(grid[-1]),
-            "n_teachers": len(grid), "n_rows": len(x), "n_boot": n_boot, "n_boot_convex": len(stars),
-            "n_boot_degenerate": degenerate, "boot_seed": seed, "level": level}
+    def __init__(self, teacher: torch.nn.Module, dataset, batch_size: int = 64):
+        teacher.eval()
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                batch = dataset.batch(slice(start, start + batch_size))
+                if batch["input_ids"].shape[1] != dataset.input_ids.shape[1]:
+                    raise ValueError("TeacherLogits needs full rows (packed blocks without padding)")
+                chunks.append(teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                                      ).logits.float())
+        self.logits = torch.cat(chunks)
+        self.index = {row.numpy().tobytes(): i for i, row in enumerate(dataset.input_ids)}
+        self.vocab = self.logits.shape[-1]
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        rows = input_ids.cpu()
+        try:
+            index = [self.index[row.numpy().tobytes()] for row in rows]
+        except KeyError:
+            raise ValueError("a batch row is not among the rows the teacher's logits were computed on") from None
+        return self.logits[index].to(input_ids.device)
 
 
-def optimal_teachers(frame: pd.DataFrame, student_col: str = "student_params", teacher_col: str = "teacher_params",
-                     loss_col: str = "loss", n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """`optimal_teacher` for each student: one row per student (column `student_col`) with its result keys."""
-    _check(frame, [student_col, teacher_col, loss_col], "optimal_teachers")
-    rows = [{student_col: student, **optimal_teacher(group, teacher_col, loss_col, n_boot, seed, level)}
-            for student, group in frame.groupby(student_col, sort=True)]
-    return pd.DataFrame(rows)
+def distill_cached_logits(student_spec: dict, teacher, dataset, config, alpha: float = 0.5, temperature: float = 1.0,
+                          *, teacher_logits: dict | None = None, cache=None, step: str = "distill"):
+    """`distill_cached` with the teacher's logits computed once on `dataset` (`TeacherLogits`) and kept in the
+    caller's dict `teacher_logits` (keyed by the teacher's identity), so the students and seeds of one teacher
+    share its pass; cached under the loss name `distill-logits:<teacher>:alpha:T`. Loss as `distillation_loss`."""
+    spec, key = teacher_spec(teacher)
+    memo = teacher_logits if teacher_logits is not None else {}
+    if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+        raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got alpha={alpha}, temperature={temperature}")
+
+    def loss_fn(model, batch):
+        if key not in memo:
+            memo.clear()                        # one teacher's logits at a time
+            memo[key] = TeacherLogits(get_model(spec)[0], dataset)
+        if _vocab_size(model) != memo[key].vocab:
+            raise ValueError(f"student vocab size {_vocab_size(model)} != teacher vocab size {memo[key].vocab}: "
+                             f"teacher and student must share the tokenizer")
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return distillation_loss(model(**inputs).logits, memo[key](batch["input_ids"]), batch["labels"], alpha,
+                                 temperature)
+
+    return train_cached(student_spec, dataset, config, cache=cache, loss_fn=loss_fn,
+                        loss_name=f"distill-logits:{key}:{alpha}:{temperature}", step=step)
 
 
-def capacity_gap_law(optima: pd.DataFrame, n_boot: int = 1000, seed: int = 0, *, student_col: str = "student_params",
-                     t_star_col: str = "t_star", unit: float = 1e6, level: float = 0.95) -> dict:
-    """Fit T* = a S + b (laws.LINEAR) and T* = r S (laws.RATIO) to the students whose optimum can be read
-    (`interior` and not `at_edge`, when those columns exist), in units of `unit` parameters (default millions,
-    the paper's presumed unit: b depends on it, r does not). Least squares (delta = inf), bootstrap over students.
-
-    With few students (the CPU tier has 3-4) the bootstrap resamples repeat the same few points, so the interval on
-    r is wide and coarse, and the linear law (2 parameters) is barely constrained: read r's interval, not a line."""
-    _check(optima, [student_col, t_star_col], "capacity_gap_law")
-    if "readable" in optima.columns:
-        keep = optima.readable.astype(bool).to_numpy()
+def build_teachers(spec: dict, corpus, config: dict, budget: dict, *, cache=None) -> pd.DataFrame:
+    """The teacher grid of a family spec: tiny shapes (`log_spaced_shapes` of the spec) trained here by
+    `train_teachers` at the budget's tokens per parameter, or a hub family as it is (`build_family`; then `config`
+    and `budget` must be empty). One row per teacher with `params_non_embedding` and a model spec column `spec`."""
+    FAMILY.check(spec, "teachers", "")
+    args = dict(spec)
+    if args.pop("kind") == "tiny":
+        if not budget:
+            raise ValueError("tiny teachers need a teacher_budget (tokens_per_param, min_tokens)")
+        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
+        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+        frame = train_teachers(shapes, corpus, config, budget, cache=cache)
     else:
-        keep = np.array([readable(bool(i), bool(e)) for i, e in zip(optima.get("interior", [True] * len(optima)),
-                                                                     optima.get("at_edge", [False] * len(optima)))])
-    used = optima[keep]
-    if len(used) < 2:
-        raise ValueError(f"capacity_gap_law: need at least 2 students with a readable interior optimum, got "
-                         f"{len(used)} of {len(optima)}")
-    data = pd.DataFrame({"S": used[student_col].to_numpy(float) / unit, "T": used[t_star_col].to_numpy(float) / unit})
-    ratio = fit_law(laws.RATIO, data, target="T", delta=np.inf, starts=5, seed=seed)
-    ratio = bootstrap(ratio, n=n_boot, seed=seed, level=level)
-    linear = None
-    if len(used) >= 3:
-        linear = bootstrap(fit_law(laws.LINEAR, data, target="T", delta=np.inf, starts=5, seed=seed),
-                           n=n_boot, seed=seed, level=level)
-    r_lower, r_upper = (float(v) for v in ratio.intervals.loc["r", ["lower", "upper"]])
-    return {"ratio": ratio, "linear": linear, "r": ratio.params["r"], "r_lower": r_lower, "r_upper": r_upper,
-            "paper_ratio_in_interval": bool(r_lower <= PAPER_RATIO <= r_upper), "n_students": len(used),
-            "excluded": optima.loc[~keep, student_col].tolist(), "unit": unit, "data": data,
-            "note": "few students: the bootstrap interval on r is wide; the linear law needs >= 3 students"}
+        if budget:
+            raise ValueError("a hub family is already trained: give an empty teacher_budget")
+        frame = build_family(spec, None, config, {}, cache=cache)
+        frame = frame[frame.revision == frame.revision.iloc[-1]].reset_index(drop=True)   # the final revision
+    frame["spec"] = [member_spec(row) for row in frame.to_dict("records")]
+    return frame
 
 
-def teacher_effects(pairs: pd.DataFrame, student_col: str = "student_params", teacher_col: str = "teacher_params",
-                    loss_col: str = "loss", se_col: str = "loss_se", margin_se: float = 2.0) -> pd.DataFrame:
-    """Per student (sorted), whether teacher size measurably matters: `spread` (worst minus best student loss over
-    teachers) against `spread_noise`, and `rise_to_largest` (largest teacher minus best) against `rise_noise`, each
-    noise `margin_se` combined (unpaired, so conservative) standard errors of the two evaluations."""
-    _check(pairs, [student_col, teacher_col, loss_col, se_col], "teacher_effects")
-    rows = []
-    for student, g in pairs.groupby(student_col, sort=True):
-        best, worst, largest = g.loc[g[loss_col].idxmin()], g.loc[g[loss_col].idxmax()], g.loc[g[teacher_col].idxmax()]
-        rows.append({student_col: student, "spread": worst[loss_col] - best[loss_col],
-                     "spread_noise": margin_se * np.hypot(worst[se_col], best[se_col]),
-                     "rise_to_largest": largest[loss_col] - best[loss_col],
-                     "rise_noise": margin_se * np.hypot(largest[se_col], best[se_col])})
-    out = pd.DataFrame(rows)
-    out["teacher_effect"] = out.spread > out.spread_noise
-    return out
+def distilled_block_losses(students: list[dict], seeds: list[int], teachers: pd.DataFrame, dataset, config: dict,
+                           eval_blocks, *, alpha: float = 0.5, temperature: float = 1.0,
+                           teacher_logits: str = "precomputed", cache=None) -> pd.DataFrame:
+    """Every student, for every seed (its init and data order: `seeded`, and `config`'s seed), distilled from every
+    teacher of `teachers` (rows with `spec` and `params_non_embedding`) and trained alone on `dataset` (cached
+    runs), each scored on every evaluation block. Tidy rows: student_params, teacher (model name, "none" alone),
+    teacher_params (nan alone), seed, block, loss (mean nats per token of the block). `teacher_logits`:
+    "precomputed" (one teacher pass per teacher on `dataset`, `distill_cached_logits`; teachers run outermost) or
+    "online" (the teacher runs at every step, `distill_cached`)."""
+    if teacher_logits not in ("precomputed", "online"):
+        raise ValueError(f"teacher_logits must be 'precomputed' or 'online', got {teacher_logits!r}")
+    if "seed" in config:
+        raise ValueError("give the seeds as `seeds`, not in the student's config")
+    sizes = {}
+    for student in students:
+        model, _ = get_model(seeded(student, seeds[0]))
+        sizes[repr(student)] = param_counts(model)["non_embedding"]
+    frames = []
 
+    def score(run, student, seed, teacher, params):
+        losses = example_losses(run.load()[0], eval_blocks).loss.to_numpy(float)
+        frames.append(pd.DataFrame({"student_params": sizes[repr(student)], "teacher": teacher,
+                                    "teacher_params": params, "seed": seed, "block": np.arange(len(losses)),
+                                    "loss": losses}))
 
-def teacher_tests(pairs: pd.DataFrame, student_col: str = "student_params", teacher_col: str = "teacher_params",
-                  loss_col: str = "loss", se_col: str = "loss_se", seed_col: str = "seed") -> pd.DataFrame:
-    """Per student (sorted), tests of the teacher's effect on the student's loss, with a noise that includes the
-    seed-to-seed spread of the students when the table has replicate seeds.
-
-    Noise of one (student, teacher) pair's mean loss: with replicate seeds (column `seed_col`, at least 2 rows for
-    every teacher of the student), the pooled within-pair variance over seeds, s^2 with df = sum(n_pair - 1), and
-    SE = s / sqrt(n_pair): the spread of students trained with different seeds, their evaluation noise included
-    (`noise` "seeds"). Otherwise the evaluation standard error `se_col`, normal (df = inf; `noise` "evaluation
-    only"): seed noise is then missing, and every p-value below is too small when seeds matter.
-
-    - `p_teacher_effect`: the pair means differ at all (one-way F test with the pooled variance; with evaluation
-      SEs only, the chi-square test of equal means).
-    - `p_curse`: the largest teacher's student is worse than some smaller teacher's: the smallest one-sided p of
-      (largest - j) > 0 over the smaller teachers j, times their number (Bonferroni).
-    - `p_interior`: some interior teacher's student is better than both the smallest and the largest teacher's
-      (the loss falls, then rises): for each interior teacher j the intersection-union p,
-      max(p(smallest - j > 0), p(largest - j > 0)); the smallest over j, times the number of interior teachers.
-    Each p is valid for its student alone; correct across students (Holm) before counting them. Differences are
-    unpaired (sqrt(SE_a^2 + SE_b^2)); students that share initialisation or evaluation blocks across teachers would
-    be tighter paired, so these tests are conservative there. Descriptive columns: `n_seeds` (fewest rows of a
-    pair), `df`, `spread` (worst minus best mean), `rise_to_largest` (largest minus best mean)."""
-    _check(pairs, [student_col, teacher_col, loss_col], "teacher_tests")
-    rows = []
-    for student, g in pairs.groupby(student_col, sort=True):
-        per = g.groupby(teacher_col, sort=True)[loss_col].agg(["mean", "count", "var"])
-        if len(per) < 3:
-            raise ValueError(f"teacher_tests: student {student} has {len(per)} teachers; the tests need >= 3")
-        n, mean = per["count"].to_numpy(float), per["mean"].to_numpy(float)
-        if seed_col in g.columns and n.min() >= 2:
-            df = float((n - 1).sum())
-            s2 = float(((n - 1) * per["var"].to_numpy(float)).sum() / df)
-            se, noise = np.sqrt(s2 / n), "seeds"
-        else:
-            _check(g, [se_col], "teacher_tests (one seed per pair: evaluation SEs)")
-            se2 = g.groupby(teacher_col, sort=True)[se_col].agg(lambda v: float(np.mean(np.square(v)))).to_numpy()
-            df, se, noise = np.inf, np.sqrt(se2 / n), "evaluation only"
-        dist = st.t(df) if np.isfinite(df) else st.norm()
-
-        def p_worse(a, b):   # one-sided p of mean[a] - mean[b] > 0
-            return float(dist.sf((mean[a] - mean[b]) / np.hypot(se[a], se[b])))
-
-        k, last = len(mean), len(mean) - 1
-        w = 1 / se ** 2
-        if np.isfinite(df):
-            grand = (n * mean).sum() / n.sum()
-            f = (n * (mean - grand) ** 2).sum() / (k - 1) / s2
-            p_effect = float(st.f.sf(f, k - 1, df))
-        else:
-            grand = (w * mean).sum() / w.sum()
-            p_effect = float(st.chi2.sf((w * (mean - grand) ** 2).sum(), k - 1))
-        p_curse = min(1.0, (k - 1) * min(p_worse(last, j) for j in range(last)))
-        p_interior = min(1.0, (k - 2) * min(max(p_worse(0, j), p_worse(last, j)) for j in range(1, last)))
-        rows.append({student_col: student, "noise": noise, "n_seeds": int(n.min()), "df": df,
-                     "spread": float(mean.max() - mean.min()), "rise_to_largest": float(mean[last] - mean.min()),
-                     "p_teacher_effect": p_effect, "p_curse": p_curse, "p_interior": p_interior})
-    return pd.DataFrame(rows)
-
-
-def holm(p_values, alpha: float = 0.05) -> np.ndarray:
-    """Holm's step-down rejections at family-wise error `alpha`: sort the p-values, reject the i-th smallest (from
-    0) while p <= alpha / (m - i), stop at the first that is not."""
-    p = np.asarray(p_values, float)
-    order = np.argsort(p, kind="stable")
-    passed = p[order] <= alpha / (len(p) - np.arange(len(p)))
-    reject = np.zeros(len(p), bool)
-    reject[order] = np.cumprod(passed).astype(bool)
-    return reject
+    for student in students:
+        for seed in seeds:
+            run = train_cached(seeded(student, seed), dataset, {**config, "seed": seed}, cache=cache,
+                               step="student-alone")
+            score(run, student, seed, "none", np.nan)
+    memo: dict = {}
+    for teacher in teachers.itertuples():
+        for student in students:
+            for seed in seeds:
+                cfg = {**config, "seed": seed}
+                run = (distill_cached_logits(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
+                                             teacher_logits=memo, cache=cache) if teacher_logits == "precomputed"
+                       else distill_cached(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
+                                           cache=cache))
+                score(run, student, seed, teacher.model, float(teacher.params_non_embedding))
+    return pd.concat(frames, ignore_index=True)
