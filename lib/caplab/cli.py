@@ -32,7 +32,7 @@ def cmd_run(args) -> int:
     notebooks, results = Path(args.notebooks), Path(args.results)
     try:
         outcomes = runner.run(_notebook_names(args.papers), args.tier, notebooks_dir=notebooks,
-                              results=results, cell_timeout=args.cell_timeout)
+                              results=results, cell_timeout=args.cell_timeout, shrink=args.shrink)
     except (tiers.ParameterError, preflight.MissingFromCache, runlock.RunLocked) as exc:
         print(f"caplab: nothing was run: {exc}", file=sys.stderr)
         return 2
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tier", default="cpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default cpu)")
     run.add_argument("--cell-timeout", type=int, default=None,
                      help="seconds per cell (default: $CAPLAB_CELL_TIMEOUT, else by tier)")
+    run.add_argument("--shrink", action="store_true",
+                     help="make the tier's counts small (steps, rows, bootstrap draws; caplab.shrink.RULES), keeping "
+                          "its models, data and design: a minutes-long check of the pipeline, not a result")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check parameter files against the notebooks, execute nothing")
