@@ -13,6 +13,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+sys.path.insert(0, str(Path(__file__).parent))        # tests/standin_hub.py
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(FIXTURES))
 
@@ -29,3 +30,19 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder, so no test reads another's entries."""
     monkeypatch.setenv("CAPLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def standin_hub(tmp_path_factory):
+    """One stand-in Hugging Face hub per test process (tests/standin_hub.py); stand-ins are laid out on demand with
+    `provide_for(params)`. Use `standin_env` to point the environment at it."""
+    from standin_hub import StandinHub
+    return StandinHub(tmp_path_factory.mktemp("standin-hf"))
+
+
+@pytest.fixture
+def standin_env(standin_hub, monkeypatch):
+    """The environment of an offline run against the stand-in hub (HF_HOME, HF_HUB_CACHE, HF_DATASETS_CACHE)."""
+    for key, value in standin_hub.env().items():
+        monkeypatch.setenv(key, value)
+    return standin_hub

@@ -52,3 +52,17 @@ def test_aic_gap_evidence_adds_up_to_the_aic_table():
     assert ext["extrapolation_r2_clean_best"] > 0.5
     value, lo, hi = ext["extrapolation_r2_kaplan_minus_best_baseline"]
     assert lo <= value <= hi
+
+
+def test_a_hub_family_evaluates_on_the_whole_corpus_and_too_few_blocks_is_an_error():
+    from caplab.substrate.tasks import Task
+    from caplab.substrate.tokenizer import char_tokenizer
+    task = Task("t", texts=[f"sentence number {i} of the corpus." for i in range(200)])
+    train, held = exp.corpus_split(task, {"kind": "hub"})
+    assert train is None and held is task                      # nothing is trained: all of it is evaluation text
+    train, held = exp.corpus_split(task, {"kind": "tiny"}, seed=0)
+    assert len(held) == 10 and len(train) == 190
+    tok = char_tokenizer()
+    assert len(exp.evaluation_blocks(held, tok, 16, 20)) == 20
+    with pytest.raises(ValueError, match="fewer than eval_blocks = 500"):
+        exp.evaluation_blocks(held, tok, 16, 500)

@@ -32,7 +32,7 @@ def cmd_run(args) -> int:
     notebooks, results = Path(args.notebooks), Path(args.results)
     try:
         outcomes = runner.run(_notebook_names(args.papers), args.tier, notebooks_dir=notebooks,
-                              results=results, cell_timeout=args.cell_timeout)
+                              results=results, cell_timeout=args.cell_timeout, shrink=args.shrink)
     except (tiers.ParameterError, preflight.MissingFromCache, runlock.RunLocked) as exc:
         print(f"caplab: nothing was run: {exc}", file=sys.stderr)
         return 2
@@ -134,6 +134,37 @@ def cmd_controls(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_plan(args) -> int:
+    from caplab import hubplan, runner, tiers
+    notebooks = Path(args.notebooks)
+    names = _notebook_names(args.papers) or runner.registered_notebooks(notebooks)
+    try:
+        plans = [tiers.plan(notebooks, name, args.tier, shrink=args.shrink) for name in names]
+    except tiers.ParameterError as exc:
+        print(f"caplab: {exc}", file=sys.stderr)
+        return 2
+    for plan in plans:
+        print(hubplan.describe(plan))
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    import os
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "0"    # before huggingface_hub is imported
+    from caplab import hubplan, runner, tiers
+    notebooks = Path(args.notebooks)
+    names = _notebook_names(args.papers) or runner.registered_notebooks(notebooks)
+    try:
+        plans = [tiers.plan(notebooks, name, args.tier) for name in names]
+    except tiers.ParameterError as exc:
+        print(f"caplab: nothing was fetched: {exc}", file=sys.stderr)
+        return 2
+    for plan in plans:
+        hubplan.fetch(plan.params, log=lambda line: print(f"{plan.notebook}: {line}", flush=True))
+    print("done: the caches hold what these tiers name (copy HF_HOME to an offline machine, or run here)")
+    return 0
+
+
 def _judged_claims(paper: str):
     from caplab.report.registry import papers
     from caplab.report.rules import NotImplementedYet
@@ -156,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tier", default="cpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default cpu)")
     run.add_argument("--cell-timeout", type=int, default=None,
                      help="seconds per cell (default: $CAPLAB_CELL_TIMEOUT, else by tier)")
+    run.add_argument("--shrink", action="store_true",
+                     help="make the tier's counts small (steps, rows, bootstrap draws; caplab.shrink.RULES), keeping "
+                          "its models, data and design: a minutes-long check of the pipeline, not a result")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check parameter files against the notebooks, execute nothing")
@@ -172,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--format", choices=("text", "json"), default="text",
                      help="json: one object per claim (id, rule, false_positive_rate, power, ...)")
     lst.set_defaults(func=cmd_list)
+
+    pln = sub.add_parser("plan", help="list the models and datasets a tier needs, what is cached, rough GPU hours",
+                         description="Every model (id, revision) and dataset (id, config) the tier's parameters name, "
+                                     "its size on disk where cached, and an order-of-magnitude GPU-hours estimate "
+                                     "(caplab.hubplan). Runs nothing, downloads nothing.")
+    pln.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every registered paper)")
+    pln.add_argument("--tier", default="gpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default gpu)")
+    pln.add_argument("--shrink", action="store_true", help="as `run --shrink` would run it")
+    pln.set_defaults(func=cmd_plan)
+
+    fet = sub.add_parser("fetch", help="download what a tier needs into the Hugging Face cache (needs network)",
+                         description="snapshot_download of every model revision and load_dataset of every dataset "
+                                     "configuration the tier names, so that a later run works offline "
+                                     "(caplab.hubplan.fetch). Downloads are allowed for this command only.")
+    fet.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every registered paper)")
+    fet.add_argument("--tier", default="gpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default gpu)")
+    fet.set_defaults(func=cmd_fetch)
 
     ctl = sub.add_parser("controls", help="measure each rule's false-positive rate and power on simulated worlds",
                          description="Push null worlds (no effect, realistic noise) and planted worlds (the paper's "

@@ -189,6 +189,7 @@ def _execute_into(plan: tiers.Plan, out: Path, *, kernel: str, cell_timeout: int
         except Exception as exc:  # a render failure must not hide the run's outcome
             status, error = "failed", error or f"rendering HTML failed: {exc}"
     run = {"status": status, "error": error, "failed_cell": failed_cell, "params_file": str(plan.params_file),
+           "shrunk": plan.shrunk,
            "kernel": kernel, "started": started, "ended": provenance.now(), "wall_s": round(wall, 2)}
     prov_path = out / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else provenance.collect(
@@ -233,11 +234,12 @@ def cell_timeout_from_env(given: int | None) -> int | None:
 
 
 def run(notebooks: list[str] | None, tier: str, *, notebooks_dir: Path, results: Path,
-        cell_timeout: int | None = None) -> list[Outcome]:
+        cell_timeout: int | None = None, shrink: bool = False) -> list[Outcome]:
     """Validate every plan and check that what they name is cached, take the results folder's run lock, then
-    execute the plans one after another and rebuild the index (also after an interruption)."""
+    execute the plans one after another and rebuild the index (also after an interruption). `shrink`: the tier's
+    counts made small (`caplab.shrink`), a check of the pipeline."""
     names = notebooks or registered_notebooks(notebooks_dir)
-    plans = [tiers.plan(notebooks_dir, name, tier) for name in names]     # raises before anything runs
+    plans = [tiers.plan(notebooks_dir, name, tier, shrink=shrink) for name in names]   # raises before anything runs
     cell_timeout = cell_timeout_from_env(cell_timeout)
     preflight.check(plans)
     with runlock.hold(results):

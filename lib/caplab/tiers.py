@@ -45,6 +45,7 @@ class Plan:
     params_file: Path
     params: dict[str, Any]
     typed: Any = None              # the paper's Params, where it has a module in caplab.papers
+    shrunk: bool = False           # counts made small by `caplab.shrink` (a check of the pipeline, not a result)
 
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
@@ -141,8 +142,9 @@ def paper_params(notebook: str):
     return getattr(module, "Params", None)
 
 
-def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
-    """Resolve and validate one notebook at one tier (no execution)."""
+def plan(notebooks: Path, notebook: str, tier: str, *, shrink: bool = False) -> Plan:
+    """Resolve and validate one notebook at one tier (no execution). `shrink`: the tier file's counts made small
+    by `caplab.shrink.RULES` (same models, data and design), then validated as any tier file."""
     if tier not in TIERS:
         raise ParameterError(f"unknown tier {tier!r}; allowed: {', '.join(TIERS)}")
     path = notebooks / f"{notebook}.ipynb"
@@ -152,16 +154,19 @@ def plan(notebooks: Path, notebook: str, tier: str) -> Plan:
     pfile = params_file(notebooks, notebook, tier)
     cls = paper_params(notebook)
     data = load_params(pfile, notebook)
+    if shrink:
+        from caplab.shrink import shrink as shrunk
+        data = shrunk(data)
     if cls is None:
         params = validate(path, data, source=str(pfile))
         require_complete(path, params, source=str(pfile))
-        return Plan(notebook, tier, path, pfile, {**params, "tier": tier})
+        return Plan(notebook, tier, path, pfile, {**params, "tier": tier}, shrunk=shrink)
     if not isinstance(data, dict) or not data:
         data = None if not data else data                  # build() names the problem
     elif any(key in data for key in RESERVED):
         raise ParameterError(f"{_shown(pfile)}: sets {[k for k in RESERVED if k in data]}, which the runner sets")
     typed = build(cls, data if not isinstance(data, dict) else {**data, "tier": tier}, source=_shown(pfile))
-    return Plan(notebook, tier, path, pfile, {**data, "tier": tier}, typed)
+    return Plan(notebook, tier, path, pfile, {**data, "tier": tier}, typed, shrunk=shrink)
 
 
 def _shown(path: Path) -> str:

@@ -44,6 +44,24 @@ class Params:
     tier: Tier = "cpu"
 
 
+def corpus_split(task, family: dict, seed: int = 0, held_out: float = 0.05):
+    """(training text, held-out text) of the corpus: a family trained here holds out `held_out` of it (seeded); a
+    hub family is already trained, so all of the corpus is held-out evaluation text (training part None)."""
+    if family.get("kind") == "hub":
+        return None, task
+    return task.split(held_out, seed=seed)
+
+
+def evaluation_blocks(held, tokenizer, block_size: int, n_blocks: int):
+    """The first `n_blocks` blocks of the held-out text, or a ValueError naming the shortfall (a slice with fewer
+    blocks than asked used to be taken silently: 16-34 blocks of WikiText-2 where 64 were asked)."""
+    blocks = held.tokens(tokenizer, block_size=block_size)
+    if len(blocks) < n_blocks:
+        raise ValueError(f"the held-out text gives {len(blocks)} blocks of {block_size} tokens, fewer than "
+                         f"eval_blocks = {n_blocks}: lower eval_blocks or block_size, or use more text")
+    return blocks.head(n_blocks)
+
+
 def with_setting(losses: pd.DataFrame) -> pd.DataFrame:
     """Name each row's perturbation setting: "none", "noise 0.3", "quant 2", ..."""
     return losses.assign(setting=losses.perturbation + np.where(losses.perturbation == "none", "",

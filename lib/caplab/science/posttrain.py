@@ -29,6 +29,7 @@ from caplab.params import Fields, Lazy
 from caplab.substrate import runlog
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.models import get_model, strict_from_dict
+from caplab.substrate.train import master_weights
 
 
 def _lora_fields():
@@ -98,14 +99,14 @@ def _digest(*columns: list[str]) -> str:
 
 
 def _common_args(settings: _Settings, n_rows: int, out: Path) -> dict[str, Any]:
-    from caplab.substrate.train import resolve_device
+    from caplab.substrate.train import mixed_precision, resolve_device
 
     use_cpu = resolve_device(settings.device).type == "cpu"
     steps = settings.steps(n_rows)
     return dict(output_dir=str(out), max_steps=steps, per_device_train_batch_size=settings.batch_size,
                 learning_rate=settings.lr, lr_scheduler_type=settings.schedule,
                 warmup_steps=int(settings.warmup_ratio * steps), seed=settings.seed, data_seed=settings.seed,
-                use_cpu=use_cpu, bf16=False, fp16=False, report_to="none", save_strategy="no",
+                use_cpu=use_cpu, **mixed_precision(settings.device), report_to="none", save_strategy="no",
                 logging_steps=max(1, steps // 20), disable_tqdm=True, dataloader_num_workers=0,
                 max_length=settings.max_length)
 
@@ -160,6 +161,7 @@ def sft(model_spec: dict, prompts: list[str], completions: list[str], settings: 
 
         built.append(tmp)
         model, tokenizer = get_model(model_spec)
+        master_weights(model)
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "completion": [c + eos for c in completions]})
         config = SFTConfig(**_common_args(settings, len(prompts), tmp / "trainer"), completion_only_loss=True)
@@ -194,6 +196,7 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
 
         built.append(tmp)
         model, tokenizer = get_model(model_spec)
+        master_weights(model)
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "chosen": [c + eos for c in chosen],
                                   "rejected": [r + eos for r in rejected]})

@@ -32,7 +32,7 @@ from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.chains import correct_reward, is_correct
 from caplab.substrate.evaluate import generate_texts
 from caplab.substrate.models import get_model, param_counts, strict_from_dict
-from caplab.substrate.train import resolve_device
+from caplab.substrate.train import master_weights, mixed_precision, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +75,13 @@ def pass_at_1(model, tokenizer, prompts: list[str], answers: list[str], *, sampl
     """Per prompt, the mean correctness of `samples` sampled completions (seeded; the global RNG state is
     restored afterwards, so evaluating does not change the training run)."""
     was_training = model.training
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    device = next(iter(model.parameters())).device
     items = [(p, a) for _ in range(samples) for p, a in zip(prompts, answers)]
-    texts = generate_texts(model, tokenizer, [p for p, _ in items], max_new_tokens, batch_size, do_sample=True,
-                           temperature=temperature, top_k=0, top_p=1.0)
-    torch.random.set_rng_state(state)
+    # every generator forked and restored (the GPU's too): evaluating leaves the training run's random state as it was
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        texts = generate_texts(model, tokenizer, [p for p, _ in items], max_new_tokens, batch_size, do_sample=True,
+                               temperature=temperature, top_k=0, top_p=1.0)
     model.train(was_training)
     correct = [is_correct(t, a) for t, (_, a) in zip(texts, items)]
     return np.asarray(correct, dtype=float).reshape(samples, len(prompts)).mean(0)
@@ -95,7 +96,7 @@ def _trainer_args(settings: GRPOSettings, out: Path) -> dict[str, Any]:
                 lr_scheduler_type="constant_with_warmup", warmup_steps=settings.warmup_steps, beta=settings.beta,
                 epsilon=settings.epsilon, temperature=settings.temperature, loss_type=settings.loss_type,
                 top_k=0, top_p=1.0, seed=settings.seed, data_seed=settings.seed, use_vllm=False, use_cpu=use_cpu,
-                bf16=False, fp16=False, report_to="none", save_strategy="no", logging_steps=settings.eval_every,
+                **mixed_precision(settings.device), report_to="none", save_strategy="no", logging_steps=settings.eval_every,
                 disable_tqdm=True, dataloader_num_workers=0)
 
 
@@ -126,6 +127,7 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
             tokenizer.save_pretrained(tmp / "start")
             model, tokenizer = get_model({"path": str(tmp / "start")})
             model.train()
+        master_weights(model).to(resolve_device(settings.device))     # the step-0 evaluation on the device too
         counts = param_counts(model)
         rows, last = [], {}
 

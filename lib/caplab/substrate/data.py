@@ -185,19 +185,39 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, separator: str | N
     return TokenDataset(blocks, torch.ones_like(blocks), blocks.clone())
 
 
+def encode_pair(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) of one prompt/completion pair, the parts tokenized separately as TRL does for
+    preference pairs: the prompt as the tokenizer encodes it alone (with its special tokens, e.g. <bos>), which is
+    the context a model sees at inference; the completion as its continuation. Subword tokenizers can merge across
+    the boundary ("Answer: " + "72": the prompt alone ends in " ", the whole text has " 72"), so the tokens of
+    prompt + completion need not start with the prompt's. The completion's ids are then the whole text's ids after
+    the prompt's where the prompt's are a prefix of them (always with a character tokenizer; the common case for
+    BPE), else the completion encoded alone without special tokens. Caveat: a SentencePiece tokenizer that prepends
+    a space to text encoded alone (Llama's) gives such a completion a leading space; end prompts on a token
+    boundary (no trailing space) to avoid the fallback. The multiple-choice scorer (`evaluate`) and the supervised
+    datasets (`pad_examples`) both use this one encoding."""
+    context = tokenizer(prompt).input_ids
+    whole = tokenizer(prompt + completion).input_ids
+    if whole[:len(context)] == context and len(whole) > len(context):
+        return context, whole[len(context):]
+    return context, tokenizer(completion, add_special_tokens=False).input_ids
+
+
 def pad_examples(prompts: list[str], completions: list[str], tokenizer, loss_on: str = "completion",
                  add_eos: bool = True, max_length: int | None = None) -> TokenDataset:
-    """Prompt + completion (+ `<eos>`) per row, right-padded; loss on the completion (or on `"all"` tokens)."""
+    """Prompt + completion (+ `<eos>`) per row, right-padded; loss on the completion (or on `"all"` tokens). The
+    parts are tokenized by `encode_pair` (never assuming the tokens of prompt + completion start with the
+    prompt's)."""
     if loss_on not in ("completion", "all"):
         raise ValueError(f"loss_on must be 'completion' or 'all', got {loss_on!r}")
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     rows, masks = [], []
-    for prompt, full in zip(tokenizer(list(prompts)).input_ids, tokenizer(
-            [p + c for p, c in zip(prompts, completions)]).input_ids):
-        if full[:len(prompt)] != prompt:
-            raise ValueError("the tokens of prompt + completion do not start with the prompt's tokens")
-        full = full + ([tokenizer.eos_token_id] if add_eos else [])
+    for prompt_text, completion_text in zip(prompts, completions):
+        prompt, completion = encode_pair(tokenizer, prompt_text, completion_text)
+        if not completion:
+            raise ValueError(f"completion {completion_text!r} has no tokens")
+        full = prompt + completion + ([tokenizer.eos_token_id] if add_eos else [])
         rows.append(full)
         masks.append([loss_on == "all"] * len(prompt) + [True] * (len(full) - len(prompt)))
     width = max(len(r) for r in rows)

@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from caplab.substrate.data import TokenDataset
+from caplab.substrate.data import TokenDataset, encode_pair
+from caplab.substrate.models import inference_autocast
 
 
 def _device(model) -> torch.device:
@@ -29,7 +30,8 @@ def example_losses(model, dataset: TokenDataset, batch_size: int = 64) -> pd.Dat
     device, rows = _device(model), []
     for start in range(0, len(dataset), batch_size):
         batch = {k: v.to(device) for k, v in dataset.batch(slice(start, start + batch_size)).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        with inference_autocast(model):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         logits, labels = logits[:, :-1], batch["labels"][:, 1:]
         scored = labels != -100
         nll = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none") * scored
@@ -57,12 +59,7 @@ def mean_loss(model, dataset: TokenDataset, batch_size: int = 64) -> float:
 
 
 def _context_and_continuation(tokenizer, prompt: str, choice: str) -> tuple[list[int], list[int]]:
-    context = tokenizer(prompt).input_ids
-    whole = tokenizer(prompt + choice).input_ids
-    if whole[:len(context)] == context and len(whole) > len(context):
-        continuation = whole[len(context):]
-    else:                                       # a merge across the boundary: encode the choice on its own
-        continuation = tokenizer(choice, add_special_tokens=False).input_ids
+    context, continuation = encode_pair(tokenizer, prompt, choice)     # the training datasets' encoding too
     if not context:                             # nothing to condition on: start from <bos> (or <eos>)
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         context = [start]
@@ -88,7 +85,9 @@ def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_
         for i, (c, k) in enumerate(chunk):
             ids[i, :len(c) + len(k)] = torch.tensor(c + k)
             mask[i, :len(c) + len(k)] = 1
-        logp = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1).cpu()
+        with inference_autocast(model):
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logp = logits.float().log_softmax(-1).cpu()
         for i, (c, k) in enumerate(chunk):
             rows = logp[i, len(c) - 1:len(c) + len(k) - 1]
             target = torch.tensor(k)
@@ -137,8 +136,9 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, ba
         width = max(len(e) for e in encoded)
         ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
         mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             pad_token_id=pad, eos_token_id=eos, **sampling)
+        with inference_autocast(model):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, **sampling)
         for row in out[:, width:].tolist():
             row = row[:row.index(eos)] if eos in row else row
             texts.append(tokenizer.decode(row, skip_special_tokens=True))

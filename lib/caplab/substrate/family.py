@@ -190,14 +190,15 @@ def member_spec(row) -> dict:
 
 
 def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]], *, args: dict | None = None,
-                        name: str | None = None, device: str | None = None, cache: Cache | None = None
+                        name: str | None = None, device: str | None = "auto", cache: Cache | None = None
                         ) -> pd.DataFrame:
     """Apply `fn(model, tokenizer, row, **args)` to the model of every row (a saved `path`, or `pretrained` with
     `revision`) and return a tidy frame: the row's columns plus the keys of each dict `fn` returns (a list of dicts
     gives several rows). Each result is cached under (checkpoint, fn name and source hash, args), so a model is
     loaded only when its result is missing. `args` must be JSON-like, except that a TokenDataset or DataFrame value
     is keyed by its content: pass evaluation data through `args`, not through a closure, which the key cannot see;
-    give `name` (or change it) when the function's meaning changes in a way its source does not show. `device`: where the model is loaded ("auto": cuda when available; None: cpu)."""
+    give `name` (or change it) when the function's meaning changes in a way its source does not show. `device`: where
+    each model is loaded ("auto", the default: the GPU when there is one), in fp32 (`caplab.substrate.models`)."""
     args = dict(args or {})
     cache = cache if cache is not None else default_cache()
     identity = _fn_identity(fn, name)
@@ -206,7 +207,7 @@ def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]
         where = _where(row, cache)
 
         def compute(row=row, where=where):
-            load = {**where["load"], "device": str(resolve_device(device))} if device else where["load"]
+            load = {**where["load"], "device": str(resolve_device(device))}
             model, tokenizer = get_model(load)
             result = fn(model, tokenizer, dict(row), **args)
             results = [result] if isinstance(result, dict) else result

@@ -144,9 +144,55 @@ def _missing_message(model_id: str, revision: str, cache: Path) -> str:
             f"HF_HUB_CACHE at a cache that holds it.")
 
 
+# -- where and in what precision a model lives -------------------------------------------------------------------
+# One policy for every load (training, evaluation, scoring, scans): the GPU when there is one, fp32 weights always.
+# fp32 are the master weights of training (the matrix work runs in bf16 under autocast on a GPU: `train`'s
+# autocast_dtype, TRL's bf16 flag, `inference_autocast`); a hub config's own dtype (fp16 for Pythia and TinyLlama,
+# bf16 for Qwen2.5) is never inherited silently: pure half-precision training loses most small updates (at lr 1e-6
+# about 2 % of a bf16 matrix's elements move on AdamW's first step), and fp16 on a CPU is emulated (a stand-in
+# forward pass: 289 s in fp16 against 5.8 s in fp32) and fails in LayerNorm ("mixed dtype"). A spec may still ask
+# for a dtype explicitly (`{"pretrained": ..., "dtype": "bfloat16"}`) for evaluation-only use of a large model;
+# training casts such weights back to fp32 (`caplab.substrate.train.master_weights`).
+DEFAULT_DTYPE = torch.float32
+
+
+def default_device() -> str:
+    """"cuda" when a GPU is visible, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """A device from a name: "auto" or None -> the GPU when there is one (`default_device`), else as given."""
+    if name is None or name == "auto":
+        return torch.device(default_device())
+    return torch.device(name)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """None or "auto" -> fp32 (`DEFAULT_DTYPE`; never the config's own dtype); a name -> that torch dtype."""
+    if dtype is None or dtype == "auto":
+        return DEFAULT_DTYPE
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; e.g. float32, bfloat16, float16")
+        return getattr(torch, dtype)
+    return dtype
+
+
+def inference_autocast(model):
+    """bf16 autocast for a forward pass of a model on a GPU (fp32 weights, bf16 matrix work); nothing on a CPU."""
+    import contextlib
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def load_pretrained(model_id: str, revision: str = "main", *, trust_remote_code: bool = False,
-                    dtype: str | torch.dtype | None = None, device: str | None = None, **model_kwargs):
-    """A causal LM and its tokenizer from the hub cache (`revision`: branch, tag such as "step3000", or sha)."""
+                    dtype: str | torch.dtype | None = None, device: str | None = "auto", **model_kwargs):
+    """A causal LM and its tokenizer from the hub cache (`revision`: branch, tag such as "step3000", or sha), in
+    fp32 unless `dtype` says otherwise, on the GPU when there is one (`device`; see the policy above)."""
     from huggingface_hub import try_to_load_from_cache
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,11 +203,9 @@ def load_pretrained(model_id: str, revision: str = "main", *, trust_remote_code:
         if not isinstance(found, str):
             raise ModelNotAvailable(_missing_message(model_id, revision, cache))
     kwargs = dict(revision=revision, cache_dir=cache, local_files_only=offline, trust_remote_code=trust_remote_code)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, **kwargs, **model_kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=resolve_dtype(dtype), **kwargs, **model_kwargs)
     except OSError as err:
         if offline:
             raise ModelNotAvailable(_missing_message(model_id, revision, cache) + f"\n(cause: {err})") from err
@@ -169,14 +213,15 @@ def load_pretrained(model_id: str, revision: str = "main", *, trust_remote_code:
     return _finish(model, tokenizer, device)
 
 
-def load_local(path: str | os.PathLike, *, device: str | None = None, dtype=None):
-    """A model and tokenizer saved together with `save_pretrained` in a local folder."""
+def load_local(path: str | os.PathLike, *, device: str | None = "auto", dtype=None):
+    """A model and tokenizer saved together with `save_pretrained` in a local folder (fp32 unless `dtype` says
+    otherwise; on the GPU when there is one)."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no saved model (config.json) in {path}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=resolve_dtype(dtype))
     return _finish(model, tokenizer, device)
 
 
@@ -185,8 +230,7 @@ def _finish(model, tokenizer, device):
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if device is not None:
-        model.to(device)
+    model.to(resolve_device(device))
     return model.eval(), tokenizer
 
 

@@ -28,7 +28,7 @@ import torch
 
 from caplab.substrate.data import TokenDataset
 from caplab.substrate import runlog
-from caplab.substrate.models import get_model, load_local, param_counts, strict_from_dict
+from caplab.substrate.models import get_model, load_local, param_counts, resolve_device, strict_from_dict
 
 PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
 Callback = Callable[[torch.nn.Module, dict], "dict | None"]
@@ -143,9 +143,23 @@ def _optimizer(model, config: TrainConfig, total_steps: int, fused: bool):
         opt, warmup, max(total_steps, warmup + 1), min_lr_rate=config.min_lr_ratio)
 
 
-def resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        "cpu" if name == "auto" else name)
+def master_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """Trainable weights in fp32 (the master copy; a GPU does the matrix work in bf16 under autocast): a model
+    loaded in half precision is cast up in place, never trained in pure fp16/bf16, where most small AdamW updates
+    round away. Returns the model."""
+    half = [n for n, p in model.named_parameters() if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16)]
+    if half:
+        runlog.progress(f"train: {len(half)} trainable tensors were in {dict(model.named_parameters())[half[0]].dtype}"
+                        f"; cast to float32 master weights")
+        model.float()
+    return model
+
+
+def mixed_precision(device) -> dict[str, bool]:
+    """transformers.Trainer / TRL flags for a device: bf16 autocast over fp32 weights on a GPU that has it, no
+    autocast on a CPU; never fp16."""
+    device = resolve_device(device)
+    return {"bf16": device.type == "cuda" and torch.cuda.is_bf16_supported(), "fp16": False}
 
 
 def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
@@ -162,7 +176,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     device = resolve_device(config.device)
     n_trainable = set_trainable(model, config.trainable)
     counts = {**param_counts(model), "trainable": n_trainable}
-    model.to(device).train()
+    master_weights(model).to(device).train()
     opt, sched = _optimizer(model, config, total_steps, fused=device.type == "cuda")
     order = DataOrder(len(dataset), config.batch_size, config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -270,8 +284,9 @@ class TrainedRun:
     def summary(self) -> dict:
         return json.loads((self.path / "summary.json").read_text())
 
-    def load(self, checkpoint_tokens: int | None = None, device: str | None = None):
-        """`(model, tokenizer)` at the end of training, or at the checkpoint saved for `checkpoint_tokens`."""
+    def load(self, checkpoint_tokens: int | None = None, device: str | None = "auto"):
+        """`(model, tokenizer)` at the end of training, or at the checkpoint saved for `checkpoint_tokens` (on the
+        GPU when there is one, fp32: `caplab.substrate.models`)."""
         if checkpoint_tokens is None:
             return load_local(self.path / "model", device=device)
         rows = self.checkpoints.set_index("target_tokens")
