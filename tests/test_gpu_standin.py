@@ -49,3 +49,11 @@ def test_gpu_tier_runs_end_to_end_on_standins(paper, standin_env, tmp_path):
     prov = json.loads((outcome.output_dir / "provenance.json").read_text())
     assert prov["run"]["shrunk"] is True and prov["tier"] == "gpu"
     assert json.loads((outcome.output_dir / "metrics.json").read_text())["metrics"]
+
+
+def test_a_shrunk_run_never_writes_the_default_results(monkeypatch, tmp_path):
+    """A shrunk run is a pipeline check: refused, before anything runs, where the real results live."""
+    monkeypatch.setenv("CAPLAB_RESULTS", str(tmp_path))
+    with pytest.raises(tiers.ParameterError, match="another results folder"):
+        runner.run(["budget"], "gpu", notebooks_dir=NOTEBOOKS, results=tmp_path, shrink=True)
+    assert not any(tmp_path.iterdir())

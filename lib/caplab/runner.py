@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from caplab import preflight, runlock, staging, tiers
+from caplab import paths, preflight, runlock, staging, tiers
 from caplab import progress as terminal
 from caplab.report import history, index, provenance
 from caplab.report.record import OUTPUT_ENV, write_json
@@ -239,6 +239,10 @@ def run(notebooks: list[str] | None, tier: str, *, notebooks_dir: Path, results:
     execute the plans one after another and rebuild the index (also after an interruption). `shrink`: the tier's
     counts made small (`caplab.shrink`), a check of the pipeline."""
     names = notebooks or registered_notebooks(notebooks_dir)
+    if shrink and Path(results).resolve() == paths.results_dir().resolve():
+        raise tiers.ParameterError(f"a shrunk run checks the pipeline, its verdicts are not results: give it another "
+                                   f"results folder than {paths.results_dir()} (python -m caplab --results DIR run "
+                                   f"--shrink ...)")
     plans = [tiers.plan(notebooks_dir, name, tier, shrink=shrink) for name in names]   # raises before anything runs
     cell_timeout = cell_timeout_from_env(cell_timeout)
     preflight.check(plans)
