@@ -176,7 +176,7 @@ def forgetting_at_fit(trajectories: pd.DataFrame, target: float) -> pd.DataFrame
 
 def summarize(forgetting: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per arm: mean forgetting with a t interval over the seeds that reached the target (`n` of `runs`), and the
-    mean exact match on the new task there (where recorded)."""
+    mean exact match on the new task there (where recorded), and the mean best fit the runs reached."""
     rows = []
     for arm, group in forgetting.groupby("arm", sort=False):
         values = group.forgetting.dropna().to_numpy()
@@ -185,6 +185,7 @@ def summarize(forgetting: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         exact = group["exact_at_fit"].dropna() if "exact_at_fit" in group else pd.Series(dtype=float)
         rows.append({"arm": arm, "runs": len(group), "n": len(values), "mean": mean, "lo": lo, "hi": hi,
                      "exact_at_fit": float(exact.mean()) if len(exact) else np.nan,
+                     "best_fit_b": float(group.best_fit_b.mean()) if "best_fit_b" in group else np.nan,
                      "trainable": int(group.trainable.iloc[0])})
     return pd.DataFrame(rows)
 
