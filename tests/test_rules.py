@@ -69,10 +69,21 @@ def test_gpu_only_claim_is_not_run_at_cpu():
 
 def test_kappa_rules_read_the_metrics_the_notebook_records():
     c = registry.claim("kappa.less_forgetting")
-    good = ev(Metric("forgetting_low_minus_full", -0.2, -0.3, -0.1), Metric("forgetting_low_minus_lora", -0.1, -0.2, -0.01))
-    verdict = c.rule.apply(good)       # capped until issue 16: the rule's own reading is reported, not the verdict
-    assert verdict.verdict == INCONCLUSIVE and "rule alone reads reproduced" in verdict.reason
-    assert "issue 16" in verdict.reason
+    diffs = {"full": (-0.2, -0.3, -0.1), "lora": (-0.1, -0.2, -0.01), "random": (-0.05, -0.09, -0.01)}
+
+    def evidence(pairs=6, **change):
+        values = {**diffs, **change}
+        return ev(*[Metric(f"forgetting_low_minus_{k}", *v) for k, v in values.items()],
+                  *[Metric(f"pairs_low_minus_{k}", pairs) for k in values])
+    assert c.rule.apply(evidence()).verdict == REPRODUCED
+    assert c.rule.apply(evidence(pairs=5)).verdict == INCONCLUSIVE         # fewer than 6 seeds reached the target
+    assert c.rule.apply(evidence(random=(0.0, -0.1, 0.1))).verdict == INCONCLUSIVE   # lowest not below random
+    assert c.rule.apply(evidence(random=(0.2, 0.1, 0.3))).verdict == NOT_REPRODUCED
+    high = registry.claim("kappa.low_beats_high")
+    assert high.rule.apply(ev(Metric("forgetting_low_minus_high", -0.2, -0.3, -0.1),
+                              Metric("pairs_low_minus_high", 6))).verdict == REPRODUCED
+    assert high.rule.apply(ev(Metric("forgetting_low_minus_high", None),
+                              Metric("pairs_low_minus_high", 0))).verdict == INCONCLUSIVE
 
 
 def test_brackets_and_requires():

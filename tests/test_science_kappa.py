@@ -153,3 +153,54 @@ def test_entropy_monte_carlo_and_relation():
     assert relation["n_pairs"] == 60 * 59 // 2
     with pytest.raises(ValueError, match="spectrum='flat'"):
         K.entropy_monte_carlo(spectrum="flat")
+
+
+def shapes_frame():
+    """Eight tensors in two shapes whose kappas interleave: lowest overall are both shapes' lowest."""
+    return pd.DataFrame({"name": [f"t{i}" for i in range(8)],
+                         "shape": [(4, 2)] * 4 + [(2, 2)] * 4,
+                         "kappa": [1.0, 5.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0], "numel": [8] * 4 + [4] * 4})
+
+
+def test_shape_matched_selection_keeps_the_reference_shapes():
+    frame = shapes_frame()
+    lowest = K.select_tensors(frame, 3, "lowest")                 # t0 (4x2), t4 (2x2), t2 (4x2)
+    assert list(lowest["name"]) == ["t0", "t4", "t2"]
+    high = K.shape_matched(frame, lowest["name"], "highest")
+    assert list(high["name"]) == ["t3", "t1", "t5"]               # two of 4x2, one of 2x2, each its highest
+    assert sorted(high["shape"]) == sorted(lowest["shape"]) and high["numel"].sum() == lowest["numel"].sum()
+    draws = {tuple(K.shape_matched(frame, lowest["name"], "random", seed=s)["name"]) for s in range(20)}
+    assert len(draws) > 3 and all(sorted(frame.set_index("name").loc[list(d), "numel"]) == [4, 8, 8] for d in draws)
+    with pytest.raises(ValueError, match="not in kappa_frame"):
+        K.shape_matched(frame, ["t0", "nope"], "highest")
+
+
+def test_finetune_arms_budgets_and_roles():
+    model = tiny_llama()
+    frame = K.condition_numbers(model)
+    candidates = frame[frame.is_linear].reset_index(drop=True)
+    arms, table = K.finetune_arms(model, candidates, 3, seed=0, lr_tensors=1e-3, lr_lora=4e-3)
+    by_role = table.set_index("role")
+    assert list(table.arm) == [a.name for a in arms] == list(K.ARMS.values())
+    named = dict(zip(table.role, arms))
+    lowest = K.select_tensors(candidates, 3, "lowest")
+    assert named["lowest"].tensors == tuple(lowest["name"])
+    shapes = candidates.set_index("name")["shape"]
+    for role in ("high_matched", "random_matched"):        # same shapes and size as the lowest-kappa arm
+        assert sorted(shapes[list(named[role].tensors)]) == sorted(lowest["shape"])
+        assert by_role.trainable_params[role] == by_role.trainable_params["lowest"]
+    assert by_role.trainable_params["lora"] == K.peft_lora_parameter_count(model, int(by_role.lora_rank["lora"]))
+    per_rank_all = K.lora_parameter_count(model, 1)
+    assert abs(by_role.trainable_params["lora"] - by_role.trainable_params["lowest"]) <= per_rank_all / 2
+    kt = named["kappatune_lora"]                            # LoRA on the lowest-kappa modules, LoRA-all's budget
+    assert kt.lora_targets == tuple(n.rsplit(".", 1)[0] for n in lowest["name"]) and kt.lr == 4e-3
+    per_rank_kt = sum(sum(dict(model.named_modules())[m].weight.shape) for m in kt.lora_targets)
+    assert by_role.trainable_params["kappatune_lora"] == kt.lora_rank * per_rank_kt
+    assert abs(by_role.trainable_params["kappatune_lora"] - by_role.trainable_params["lora"]) <= per_rank_kt / 2
+    assert by_role.confound["high_whole"] and not by_role.confound["high_matched"]
+    other, _ = K.finetune_arms(model, candidates, 3, seed=1, lr_tensors=1e-3, lr_lora=4e-3,
+                               roles=("lowest", "random_matched"))
+    assert [a.name for a in other] == [K.ARMS["lowest"], K.ARMS["random_matched"]]
+    assert K.lora_sweep_arms(model, candidates, 3, [1e-3, 1e-2])[1].lora_rank == int(by_role.lora_rank["lora"])
+    with pytest.raises(ValueError, match="allowed roles"):
+        K.finetune_arms(model, candidates, 3, seed=0, lr_tensors=1e-3, lr_lora=4e-3, roles=("best",))

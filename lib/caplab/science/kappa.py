@@ -298,17 +298,89 @@ def entropy_relation(frame, n_boot=2000, confidence=0.95, seed=0):
                 n_pairs=int(pairs.sum()), max_closed_form_gap=float(gap))
 
 
-def finetune_arms(model, kappa_frame, k, *, random_seed, lr_tensors, lr_lora):
-    """The KappaTune comparison as fine-tuning arms, with their budget table: the k lowest-kappa, k highest and
-    k random tensors (whole tensors trained, at `lr_tensors`), full fine-tuning (`lr_tensors`), and LoRA on all
-    linears (`lr_lora`) at the rank whose trainable count best matches the lowest-kappa arm's."""
+# The fine-tuning arms, by role. "lowest" is KappaTune as PEFT applies it (the k lowest-kappa linear weights of the
+# whole model). "high_matched" and "random_matched" are shape-matched to it: for every shape among the lowest-kappa
+# tensors, as many tensors of that shape, the highest-kappa ones or a uniform draw (a new draw per seed), so they
+# differ from the lowest arm in kappa only, not in shape or size. "high_whole" is the literal contrast (the k
+# highest of the whole model): there kappa is confounded with the shape class (e.g. square attention matrices vs
+# rectangular MLP matrices, which already differ in kappa at a random initialisation).
+ARMS = {"lowest": "lowest-kappa", "high_matched": "highest-kappa (same shapes)",
+        "random_matched": "random (same shapes)", "high_whole": "highest-kappa (whole model)", "full": "full",
+        "lora": "lora-all-linear", "kappatune_lora": "kappatune-lora"}
+CONFOUNDS = {"high_whole": "kappa confounded with shape class and size"}
+
+
+def shape_matched(kappa_frame, reference, how, seed=None):
+    """For every shape among the `reference` tensor names (in their order of appearance), as many rows of
+    `kappa_frame` of exactly that shape, chosen by `how` ('lowest', 'highest', 'random') within that shape;
+    'random' draws with `seed` (shape i with seed + i). The result has the reference's shapes and sizes."""
+    ref = kappa_frame[kappa_frame["name"].isin(list(reference))]
+    if len(ref) != len(set(reference)):
+        missing = sorted(set(reference) - set(ref["name"]))
+        raise ValueError(f"reference tensors not in kappa_frame: {missing}")
+    picks = []
+    for i, shape in enumerate(dict.fromkeys(ref["shape"])):
+        pool = kappa_frame[kappa_frame["shape"] == shape].reset_index(drop=True)
+        n = int((ref["shape"] == shape).sum())
+        picks.append(select_tensors(pool, n, how, seed=None if seed is None else seed + i))
+    return pd.concat(picks, ignore_index=True)
+
+
+def _lora_rank_for(module_sizes, target_params):
+    """The rank r >= 1 whose count r * sum(in + out) is closest to target_params (ties: lower rank)."""
+    per_rank = sum(module_sizes)
+    low = max(1, math.floor(target_params / per_rank))
+    return min((low, low + 1), key=lambda r: (abs(r * per_rank - target_params), r))
+
+
+def finetune_arms(model, kappa_frame, k, *, seed, lr_tensors, lr_lora, roles=tuple(ARMS)):
+    """The fine-tuning arms of one seed (`ARMS`, by role; `roles` picks a subset) and their budget table: whole
+    tensors at `lr_tensors` (the k lowest-kappa candidates of `kappa_frame`; the shape-matched highest and random
+    tensors, the random ones drawn with `seed`; the k highest of the whole model; every tensor), LoRA on all linears
+    at `lr_lora` with the rank whose trainable count best matches the lowest-kappa arm's, and KappaTune-LoRA: LoRA
+    on the lowest-kappa modules at LoRA-all's trainable budget (rank matched to it, as the paper matches budgets)
+    and lr. Budget columns: role, arm, kind, n_tensors, trainable_params, lora_rank, lr, confound."""
     from caplab.science.forgetting import Arm
 
-    table = budget_table(model, k, seed=random_seed, kappa_frame=kappa_frame, target_arm="lowest")
-    arms = [Arm(f"{how}-kappa" if how != "random" else "random", "tensors",
-                tensors=tuple(select_tensors(kappa_frame, k, how, seed=random_seed)["name"]), lr=lr_tensors)
-            for how in HOWS]
-    rank = int(table.set_index("arm").lora_rank["lora-all-linear"])
-    arms += [Arm("full", "full", lr=lr_tensors), Arm("lora-all-linear", "lora", lora_rank=rank, lr=lr_lora)]
-    table["arm"] = table["arm"].map({"lowest": "lowest-kappa", "highest": "highest-kappa"}).fillna(table["arm"])
+    unknown = set(roles) - set(ARMS)
+    if unknown:
+        raise ValueError(f"roles {sorted(unknown)}: allowed roles are {list(ARMS)}")
+    lowest = select_tensors(kappa_frame, k, "lowest")
+    chosen = {"lowest": lowest, "high_matched": shape_matched(kappa_frame, lowest["name"], "highest"),
+              "random_matched": shape_matched(kappa_frame, lowest["name"], "random", seed=seed),
+              "high_whole": select_tensors(kappa_frame, k, "highest")}
+    sizes = dict(zip(lowest["name"], lowest["numel"]))
+    rank_all, count_all = match_lora_rank(model, int(lowest["numel"].sum()))
+    modules = dict(model.named_modules())
+    kt_modules = tuple(name.rsplit(".", 1)[0] for name in lowest["name"])
+    kt_sizes = [sum(modules[m].weight.shape) for m in kt_modules]
+    rank_kt = _lora_rank_for(kt_sizes, count_all)
+    arms, rows = [], []
+    for role in roles:
+        name = ARMS[role]
+        if role in chosen:
+            arm = Arm(name, "tensors", tensors=tuple(chosen[role]["name"]), lr=lr_tensors)
+            count, rank = int(chosen[role]["numel"].sum()), None
+        elif role == "full":
+            arm, count, rank = Arm(name, "full", lr=lr_tensors), sum(p.numel() for p in model.parameters()), None
+        elif role == "lora":
+            arm, count, rank = Arm(name, "lora", lora_rank=rank_all, lr=lr_lora), count_all, rank_all
+        else:
+            arm = Arm(name, "lora", lora_rank=rank_kt, lora_targets=kt_modules, lr=lr_lora)
+            count, rank = rank_kt * sum(kt_sizes), rank_kt
+        n_tensors = {"tensors": len(arm.tensors), "full": len(list(model.parameters())),
+                     "lora": len(arm.lora_targets or lora_all_linear_targets(model))}[arm.kind]
+        arms.append(arm)
+        rows.append(dict(role=role, arm=name, kind=arm.kind, n_tensors=n_tensors, trainable_params=count,
+                         lora_rank=rank, lr=arm.lr, confound=CONFOUNDS.get(role, "")))
+    table = pd.DataFrame(rows).astype({"lora_rank": "Int64"})
+    table["ratio_to_lowest"] = table["trainable_params"] / sum(sizes.values())
     return arms, table
+
+
+def lora_sweep_arms(model, kappa_frame, k, lrs):
+    """LoRA on all linears at the lowest-kappa arm's budget (as in `finetune_arms`), one arm per learning rate."""
+    from caplab.science.forgetting import Arm
+
+    rank, _ = match_lora_rank(model, int(select_tensors(kappa_frame, k, "lowest")["numel"].sum()))
+    return [Arm(f"lora-all-linear (lr {lr:g})", "lora", lora_rank=rank, lr=lr) for lr in lrs]
