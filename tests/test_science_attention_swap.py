@@ -149,3 +149,38 @@ def test_sweep_is_tidy_and_lam_zero_is_the_baseline(setup):
     assert (frame.loc[frame["lam"] == 0, "drift"] < TOL).all()
     assert (frame.loc[frame["lam"] == 1, "drift"] > 100 * TOL).all()
     assert (frame["n"] == 3).all()
+
+
+def test_uniform_attention_is_what_a_model_without_queries_attends():
+    """A llama whose query projections are zero scores every key alike: its recorded (eager, masked) attention is the
+    uniform attention over the keys each query may see, padding excluded."""
+    model, tok = tiny("llama", seed=0)
+    batch = tok(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.zero_()
+    recorded = S.record_attention(model, batch)
+    uniform = S.uniform_attention(model, batch)
+    assert len(uniform) == len(recorded)
+    real_q = batch["attention_mask"].bool()
+    for r, u in zip(recorded, uniform):
+        assert r.shape == u.shape
+        assert max_diff(r.transpose(1, 2)[real_q], u.transpose(1, 2)[real_q]) < TOL
+
+
+def test_swap_grid_rows_match_the_untouched_model_at_lambda_zero(setup):
+    import pandas as pd
+
+    model, donor, batch = setup
+    batch = {**batch, "labels": batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)}
+
+    def hits(logits, b):
+        right = (logits[:, :-1].argmax(-1) == b["labels"][:, 1:]) & (b["labels"][:, 1:] != -100)
+        return pd.DataFrame({"hits": right.sum(1).numpy()})
+
+    grid = S.swap_grid(model, {"donor": S.record_attention(donor, batch), "uniform": S.uniform_attention(model, batch)},
+                       batch, hits, lams=(0.0, 1.0))
+    assert len(grid) == 2 * 3 * 2 * len(TEXTS)          # sources x (all + 2 layers) x lams x rows
+    own = hits(untouched(model, batch).logits, batch).hits.to_numpy()
+    for _, cell in grid[grid.lam == 0.0].groupby(["source", "layer_set"]):
+        assert (cell.sort_values("row").hits.to_numpy() == own).all()

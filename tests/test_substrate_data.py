@@ -1,4 +1,5 @@
 """Synthetic generators are seeded and correct; token tensors mask what they should."""
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +63,17 @@ def test_pack_blocks():
     ab, cde = (tok(t, add_special_tokens=False).input_ids for t in ("ab", "cde"))
     assert ds.input_ids.tolist() == [[1, *ab, 2], [1, *cde]]         # the last partial block is dropped
     assert torch.equal(ds.labels, ds.input_ids)
+
+
+def test_arithmetic_held_out_split_never_shares_a_problem():
+    train = data.arithmetic(3000, 2, seed=1, held_out=0.1, part="train")
+    held = data.arithmetic(200, 2, seed=3, held_out=0.1, part="held")
+    pairs = set(zip(train.a, train.b))
+    assert not pairs & set(zip(held.a, held.b))
+    assert len(set(zip(held.a, held.b))) == 200                      # an evaluation set: no repeats
+    assert (held.answer == (held.a + held.b).astype(str)).all()
+    share = data.held_out_problem(*np.divmod(np.arange(10000, 1000000), 1000), share=0.1).mean()
+    assert abs(share - 0.1) < 0.01                                     # the hash splits the space as asked
+    assert data.arithmetic(20, seed=1).equals(data.arithmetic(20, seed=1, held_out=0.5))   # "all": as before
+    with pytest.raises(ValueError, match="raise held_out"):
+        data.arithmetic(500, 2, seed=3, held_out=0.05, part="held")

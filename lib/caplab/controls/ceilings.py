@@ -1,23 +1,21 @@
 """Controls of the ceilings claims: simulated worlds at the level of the notebook's tidy tables (one row per question
-and model at the last checkpoint, with the questions' choices and a training corpus for the prior-only guessers; one
-row per arithmetic problem and model with the training texts for the lookup table; per-sequence next-token hits of
-the recipient, the swapped recipient and the bigram floor), pushed through the same functions as the notebook
-(`caplab.science.capability`, `caplab.papers.ceilings`) and the registry's rules.
+and model at the last checkpoint, with a band of training mentions, the questions' choices and a training corpus
+for the prior-only guessers; one row per arithmetic problem and model with the training texts for the lookup table;
+per-problem exact match of the recipient, the donor-swapped recipient and the uniform-attention floor), pushed
+through the same functions as the notebook (`caplab.science.capability`, `caplab.papers.ceilings`) and the
+registry's rules.
 
-Sizes are the cpu tier's: 300 questions (4 choices, 32 attribute values, frequent-value distractors), 300 arithmetic
-problems, 5 models from 2e4 to 8e5 non-embedding parameters, 64 held-out sequences of 63 scored tokens. Questions
-(problems) carry a difficulty shared by every model, so the models are paired on items. Bootstraps use 200
-resamples (the notebook's 2000 give the same intervals up to resampling noise).
-
-Three of the four rules are capped (`Capped`, issue 14): they never read "reproduced"; the recorded rates are those
-of the rule under the cap (`caplab.controls.measured_rule`), so the record says whether it is ready for the redesign.
+Sizes are the cpu tier's: a tail band of 500 questions (facts seen once) and a positive-control band of 320 (the
+most-seen facts), 4 choices, 32 attribute values, frequent-value distractors; 300 arithmetic problems, never in
+training; 5 models from 2e4 to 8e5 non-embedding parameters. Questions (problems) carry a difficulty shared by every
+model, so the models are paired on items. Bootstraps use 200 resamples (the notebook's 2000 give the same intervals
+up to resampling noise).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
-from scipy.stats import norm
 
 from caplab.controls import Control
 from caplab.papers import ceilings as exp
@@ -26,21 +24,23 @@ from caplab.science import capability
 N_BOOT = 200
 LOG_PARAMS = np.log10(np.geomspace(2e4, 8e5, 5))
 Z = (LOG_PARAMS - LOG_PARAMS.mean()) / (LOG_PARAMS.max() - LOG_PARAMS.min())     # -0.5 .. 0.5
-N_VALUES, N_CHOICES, N_QUESTIONS = 32, 4, 300
+N_VALUES, N_CHOICES = 32, 4
 VALUES = [f"v{k:02d}" for k in range(N_VALUES)]
 
 
 # -- knowledge: questions, a corpus, models' choices ------------------------------------------------------------
-def knowledge_world(rng, *, slope: float = 0.0, bias: float = 0.0):
-    """Questions over facts whose answers are never seen (as in the cpu tier): every model picks by the corpus
-    prior (the log mention count of each choice, with question noise shared by the models and model noise), plus
-    `bias` on the correct choice's logit (negative: below the prior), plus `slope` x Z on it (knowledge rising with
-    size). Returns (rows question x model, prior guessers)."""
+N_TAIL, N_CONTROL = 500, 320
+
+
+def band_world(rng, n: int, *, slope: float = 0.0, bias: float = 0.0):
+    """`n` questions of one band: every model picks by the corpus prior (the log mention count of each choice, with
+    question noise shared by the models and model noise), plus `bias` on the correct choice's logit (negative: below
+    the prior), plus `slope` x Z on it (knowledge rising with size). Returns (rows question x model, guessers)."""
     answer_p = np.arange(1, N_VALUES + 1) ** -0.5
     answer_p /= answer_p.sum()
     mentions = np.maximum(1, np.round(200 * answer_p * np.exp(rng.normal(0, 0.8, N_VALUES)) * N_VALUES / 4))
     texts = [f"e:{v}" for v, m in zip(VALUES, mentions) for _ in range(int(m))]
-    answers = rng.choice(N_VALUES, N_QUESTIONS, p=answer_p)
+    answers = rng.choice(N_VALUES, n, p=answer_p)
     frequent = np.argsort(-answer_p, kind="stable")
     choices, correct_at = [], []
     for a in answers:
@@ -53,28 +53,39 @@ def knowledge_world(rng, *, slope: float = 0.0, bias: float = 0.0):
     counts = dict(zip(VALUES, mentions))
     log_m = np.log([[counts[v] for v in c] for c in choices])                      # question x choice
     onehot = np.eye(N_CHOICES)[correct_at]
-    shared = rng.gumbel(0, 1.0, (N_QUESTIONS, N_CHOICES))                          # question noise, every model
-    own = rng.gumbel(0, 0.7, (len(Z), N_QUESTIONS, N_CHOICES))                     # model noise
+    shared = rng.gumbel(0, 1.0, (n, N_CHOICES))                                    # question noise, every model
+    own = rng.gumbel(0, 0.7, (len(Z), n, N_CHOICES))                               # model noise
     logits = log_m[None] + shared[None] + own + onehot[None] * (bias + slope * Z[:, None, None])
     accuracy = (logits.argmax(-1) == np.array(correct_at)[None]).astype(float)     # model x question
-    loss = 6.0 - 1.5 * Z[:, None] + rng.normal(0, 0.8, N_QUESTIONS)[None] + rng.normal(0, 0.3, accuracy.shape)
-    rows = pd.DataFrame({"question": np.tile(np.arange(N_QUESTIONS), len(Z)),
-                         "log_params": np.repeat(LOG_PARAMS, N_QUESTIONS),
+    loss = 6.0 - 1.5 * Z[:, None] + rng.normal(0, 0.8, n)[None] + rng.normal(0, 0.3, accuracy.shape)
+    rows = pd.DataFrame({"question": np.tile(np.arange(n), len(Z)), "log_params": np.repeat(LOG_PARAMS, n),
                          "accuracy": accuracy.ravel(), "log_p_vocab": -loss.ravel()})
     return rows, guessers
 
 
+def knowledge_world(rng, *, slope: float = 0.0, bias: float = 0.0, control_slope: float = 3.0):
+    """The tail band ("1": `slope`, `bias` as in `band_world`) and the positive-control band ("16+": knowledge
+    rising with size, logit slope `control_slope`, from about 0.2 to 0.6 accuracy across the family), numbered as
+    the notebook numbers questions (band after band)."""
+    tail, g_tail = band_world(rng, N_TAIL, slope=slope, bias=bias)
+    seen, g_seen = band_world(rng, N_CONTROL, slope=control_slope, bias=0.5)
+    rows = pd.concat([tail.assign(band="1"), seen.assign(band="16+", question=seen.question + N_TAIL)],
+                     ignore_index=True)
+    guessers = pd.concat([g_tail, g_seen.assign(question=g_seen.question + N_TAIL)], ignore_index=True)
+    return rows, guessers
+
+
 def flat_knowledge(rng, planted: bool):
-    # null: accuracy rises by the margin, 1 point per decade (the logit slope 0.175 gives an expected slope of 0.010
-    # per decade, measured over 40 draws); planted: flat (no knowledge at any size)
+    # null: tail accuracy rises by the margin, 1 point per decade (the logit slope 0.175 gives an expected slope of
+    # 0.010 per decade); planted: flat in the tail (no knowledge at any size); the positive control rises in both
     rows, guessers = knowledge_world(rng, slope=0.0 if planted else 0.175)
     return exp.knowledge_evidence(rows, guessers, n_boot=N_BOOT, rng=rng)
 
 
 def below_chance(rng, planted: bool):
-    # null: the models know only the corpus prior (they pick by log mention count plus noise: mean accuracy 0.169,
-    # the guesser's 0.132, uniform chance 0.25, over 40 draws); planted: accuracy 0.78 of the guesser's (the paper's
-    # 19.5 % against 25 %, scaled to the analogue's no-skill reference; bias -0.75 gives 0.103 against 0.132)
+    # null: in the tail the models know only the corpus prior (they pick by log mention count plus noise: mean
+    # accuracy ~0.17, the guesser's ~0.13, uniform chance 0.25); planted: accuracy 0.78 of the guesser's (the paper's
+    # 19.5 % against 25 %, scaled to the analogue's no-skill reference; bias -0.75); the positive control rises in both
     rows, guessers = knowledge_world(rng, bias=-0.75 if planted else 0.0)
     return exp.knowledge_evidence(rows, guessers, n_boot=N_BOOT, rng=rng)
 
@@ -85,12 +96,12 @@ N_PROBLEMS = 300
 
 def arithmetic_world(rng, *, start: float, rise: float, loss_fall: float):
     """Exact match per problem and model (logit start + rise x (Z + 0.5), a problem difficulty shared by the
-    models), answer losses falling by `loss_fall` nats per token across the family, and training texts in which
-    about one evaluation problem in nine occurs (the cpu tier's overlap)."""
+    models), answer losses falling by `loss_fall` nats per token across the family, and training texts that never
+    contain an evaluation problem (the cpu tier's held-out part of the problem space)."""
     a, b = rng.integers(100, 1000, N_PROBLEMS), rng.integers(100, 1000, N_PROBLEMS)
     prompts = [f"{x}+{y}=" for x, y in zip(a, b)]
     answers = [str(x + y)[::-1] for x, y in zip(a, b)]
-    seen = rng.random(N_PROBLEMS) < 0.11
+    seen = np.zeros(N_PROBLEMS, dtype=bool)
     texts = [p + s for p, s, k in zip(prompts, answers, seen) if k] + [f"{x}+{y}={str(x + y)[::-1]}" for x, y in
                                                                          zip(rng.integers(0, 99, 500),
                                                                              rng.integers(0, 99, 500))]
@@ -116,49 +127,51 @@ def procedural(rng, planted: bool):
 
 
 # -- attention swap ----------------------------------------------------------------------------------------------
-N_SEQ, N_TOK = 64, 63
-OWN, FLOOR = 0.583, 0.233          # the cpu tier's next-character accuracy of the recipient and the bigram floor
+OWN, FLOOR = 0.6, 0.02       # held-out exact match of the recipient and of the uniform-attention floor
 
 
-def swap_world(rng, retained: float, rho: float = 0.8):
-    """Per-sequence hits of the floor, the recipient and the swapped recipient on the same tokens: a sequence
-    difficulty shared by the three, token outcomes coupled across arms (Gaussian copula, correlation `rho`)."""
-    u = rng.normal(0, 0.5, N_SEQ)[:, None]
+def swap_world(rng, retained: float):
+    """`attention_swap.swap_grid` rows (every layer; lambda 0 and 1) of per-problem exact match: a problem difficulty
+    shared by the arms, the donor-swapped recipient keeping `retained` of the recipient's margin over the floor."""
+    u = rng.normal(0, 1.0, N_PROBLEMS)
     p_own, p_floor = expit(logit(OWN) + u), expit(logit(FLOOR) + u)
     p_swap = p_floor + retained * (p_own - p_floor)
-    shared = rng.normal(size=(N_SEQ, N_TOK))
-    hits = {}
-    for name, p in (("own", p_own), ("swapped", p_swap), ("floor", p_floor)):
-        latent = norm.cdf(np.sqrt(rho) * shared + np.sqrt(1 - rho) * rng.normal(size=(N_SEQ, N_TOK)))
-        hits[name] = pd.DataFrame({"hits": (latent < p).sum(1), "scored": N_TOK})
-    return exp.swap_evidence(hits["own"], hits["swapped"], hits["floor"], n_boot=N_BOOT, rng=rng)
+    frames = []
+    for source, lam, p in (("donor", 0.0, p_own), ("donor", 1.0, p_swap), ("uniform", 0.0, p_own),
+                           ("uniform", 1.0, p_floor)):
+        frames.append(pd.DataFrame({"source": source, "layer_set": "all", "lam": lam, "row": np.arange(N_PROBLEMS),
+                                    "correct": (rng.random(N_PROBLEMS) < p).astype(float)}))
+    return exp.swap_evidence(pd.concat(frames, ignore_index=True), n_boot=N_BOOT, rng=rng)
 
 
 def swap(rng, planted: bool):
-    # null: the swap keeps 10 % of the skill above the floor (the rule's boundary: graceful degradation keeps more);
-    # planted: complete collapse to the floor
+    # null: the swap keeps 10 % of the recipient's margin over the floor (the rule's boundary: graceful degradation
+    # keeps more); planted: complete collapse to the floor
     return swap_world(rng, retained=0.0 if planted else 0.1)
 
 
 CONTROLS = [
     Control("ceilings.flat_knowledge",
-            null_world="knowledge accuracy rising by the margin, 1 point per decade of parameters, over 300 "
-                       "prior-only questions x 5 models (question noise shared across models), loss falling",
-            planted_effect="flat accuracy (the models know only the corpus prior at every size), loss falling",
+            null_world="tail accuracy (500 questions seen once x 5 models, question noise shared across models) rising "
+                       "by the margin, 1 point per decade of parameters, loss falling; positive control (320 most-seen "
+                       "questions) rising",
+            planted_effect="flat tail accuracy (the models know only the corpus prior at every size), loss falling; "
+                           "positive control rising",
             simulate=flat_knowledge),
     Control("ceilings.below_chance",
-            null_world="every model knows only the corpus prior: it picks by the choices' mention counts plus noise "
-                       "(accuracy ~0.17, below 1/4 with frequent-value distractors; 300 questions x 5 models)",
+            null_world="in the tail every model knows only the corpus prior: it picks by the choices' mention counts "
+                       "plus noise (accuracy ~0.17, below 1/4 with frequent-value distractors; 500 questions x 5 "
+                       "models); positive control rising",
             planted_effect="accuracy 0.78 of the prior-only guesser's (the paper's 19.5 % against 25 %)",
             simulate=below_chance),
     Control("ceilings.procedural_scales",
             null_world="arithmetic learned (exact match ~0.6, above the lookup table) but the same at every size, "
-                       "loss flat; 300 problems x 5 models, problem difficulty shared",
+                       "loss flat; 300 held-out problems (never in training) x 5 models, problem difficulty shared",
             planted_effect="conventional scaling: exact match ~0.3 to ~0.85 across the family, loss falls 0.5 nats",
             simulate=procedural),
     Control("ceilings.attention_swap_collapse",
-            null_world="the full swap keeps 10 % of the recipient's accuracy above the bigram floor (own 0.583, "
-                       "floor 0.233; 64 sequences x 63 tokens, arms coupled on tokens)",
-            planted_effect="complete collapse: the swapped recipient at the bigram floor",
+            null_world="the full swap keeps 10 % of the recipient's exact match above the uniform-attention floor "
+                       "(own 0.6, floor 0.02; 300 held-out problems, difficulty shared by the arms)",
+            planted_effect="complete collapse: the swapped recipient at the floor",
             simulate=swap),
 ]

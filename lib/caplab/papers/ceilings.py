@@ -13,6 +13,7 @@ import pandas as pd
 
 from caplab.papers import _types as T
 from caplab.params import Tier
+from caplab.science import capability
 from caplab.stats.resampling import percentile_interval, resample_indices
 
 
@@ -21,12 +22,15 @@ class Params:
     """ceilings' parameters (the notebook's `parameters` cell; its defaults are the cpu tier's values)."""
     corpus_task: T.Task              # the training corpus (facts seen with Zipfian frequency, arithmetic, filler)
     knowledge_task: T.Questions      # multiple-choice questions about the facts
-    arithmetic_eval: T.Task          # held-out arithmetic problems
+    arithmetic_eval: T.Task          # held-out arithmetic problems (never in the training corpus)
     family: T.Family                 # tiny models trained here with checkpoints, or a hub family
     train_config: T.Train            # TrainConfig of the family; {} for a hub family
     checkpoints: T.Checkpoints       # {first, last, n}; {} for a hub family
     block_size: T.Count
     eval_blocks: T.Count
+    mention_bands: list[int]         # lower edges of the bands of training mentions; [] for a hub family
+    per_band: T.Count                # questions drawn per band (all of a band's facts where it has fewer)
+    donor_seed: int                  # seed of the swap's donor: the largest shape trained again (init and data order)
     swap_lams: list[float]           # shares of donor attention in the graded swap
     n_boot: T.Count
     seed: int
@@ -65,26 +69,104 @@ def paired_mean(diff: np.ndarray, idx: np.ndarray) -> Interval:
     return _percentile(diff.mean(), diff[idx].mean(axis=1))
 
 
+def band_questions(questions: pd.DataFrame, mentions: np.ndarray, edges: list[int], per_band: int,
+                   seed: int) -> pd.DataFrame:
+    """The questions with their facts' training mentions and band (`capability.mention_band`), at most `per_band`
+    per band drawn at random without replacement (a band with fewer facts keeps them all), in band order; with no
+    edges (a hub benchmark: no mention counts) every question, in one band "all". `question` numbers the rows."""
+    if not edges:
+        return questions.assign(mentions=np.nan, band="all").reset_index(drop=True).assign(
+            question=lambda f: np.arange(len(f)))
+    if len(mentions) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(mentions)} mention counts")
+    rng = np.random.default_rng(seed)
+    framed = questions.assign(mentions=np.asarray(mentions), band=capability.mention_band(mentions, edges))
+    picked = []
+    for label in capability.band_labels(edges):
+        pool = np.flatnonzero(framed.band.to_numpy() == label)
+        picked.append(np.sort(rng.choice(pool, min(per_band, len(pool)), replace=False)))
+    out = framed.iloc[np.concatenate(picked)].reset_index(drop=True)
+    return out.assign(question=np.arange(len(out)))
+
+
+def random_distractor_questions(knowledge_task: dict, questions: pd.DataFrame) -> pd.DataFrame:
+    """The random-distractor control: the zero-mention band's facts asked again with uniformly drawn distractors
+    (same entities, same spec otherwise); empty where there is no zero-mention band (a hub benchmark)."""
+    from caplab.substrate.tasks import load_questions
+
+    unseen = questions[questions.band == "0"]
+    if unseen.empty or "entity" not in questions:
+        return questions.iloc[:0].copy()
+    spec = {**knowledge_task, "distractors": "random"}
+    every = load_questions(spec).set_index("entity")
+    out = every.loc[unseen.entity].reset_index()
+    return out.assign(mentions=unseen.mentions.to_numpy(), band="0", question=np.arange(len(out)))
+
+
+def band_key(label: str) -> str:
+    """A metric-name form of a band label: "0" -> "m0", "2-3" -> "m2_3", "16+" -> "m16up", "all" -> "all"."""
+    return label if label == "all" else "m" + label.replace("-", "_").replace("+", "up")
+
+
+def tail_and_control(bands: list[str]) -> tuple[str, str]:
+    """(tail, positive control): the rarest band of facts the models saw (the first band after the zero-mention
+    band, or the only band) and the most-seen band."""
+    seen = [b for b in bands if b != "0"]
+    if not seen:
+        raise ValueError(f"no band of seen facts among {bands}")
+    return seen[0], seen[-1]
+
+
 def knowledge_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: int,
                        rng: np.random.Generator) -> dict[str, Interval]:
     """The knowledge claims' evidence from one row per question and model at the last checkpoint (`question`,
-    `log_params`, `accuracy`, `log_p_vocab`) and the prior-only guessers (`capability.prior_guessers`). One set of
-    resampled questions serves every interval: the slopes are clustered by question, and the largest model is
-    compared with each guesser paired over the same questions."""
-    xs, acc = panel(final, "accuracy", "question")
-    _, loss = panel(final.assign(answer_loss=-final.log_p_vocab), "answer_loss", "question")
-    g = guessers.set_index("question").loc[np.sort(final.question.unique())]
+    `band`, `log_params`, `accuracy`, `log_p_vocab`) and the prior-only guessers of the same questions
+    (`capability.prior_guessers`, `question` = the same numbering). Per band, with the questions resampled within
+    the band (clustered by question): the slopes of accuracy and of the correct choice's loss on log10 parameters,
+    the largest model's accuracy and the corpus-prior guesser's. For the tail (the rarest seen band) also the
+    largest model minus chance and minus the corpus prior, paired over the same questions; the positive control is
+    the most-seen band's accuracy slope."""
+    bands = list(dict.fromkeys(final.sort_values("question").band))
+    tail, control = tail_and_control(bands)
+    g = guessers.set_index("question")
+    out: dict[str, Interval] = {}
+    for band in bands:
+        rows = final[final.band == band]
+        xs, acc = panel(rows, "accuracy", "question")
+        _, loss = panel(rows.assign(answer_loss=-rows.log_p_vocab), "answer_loss", "question")
+        ids = np.sort(rows.question.unique())
+        chance, prior = (g.loc[ids, c].to_numpy(float) for c in ("chance", "corpus_prior"))
+        idx = resample_indices(len(acc), n_boot, rng)
+        largest = acc[:, -1]
+        key = band_key(band)
+        out[f"knowledge_{key}_accuracy_slope"] = cluster_slope(xs, acc, idx)
+        out[f"knowledge_{key}_answer_loss_slope"] = cluster_slope(xs, loss, idx)
+        out[f"knowledge_{key}_accuracy_largest"] = paired_mean(largest, idx)
+        out[f"knowledge_{key}_prior_corpus"] = paired_mean(prior, idx)
+        out[f"knowledge_{key}_questions"] = float(len(acc))
+        if band == tail:
+            out["knowledge_tail_accuracy_slope"] = out[f"knowledge_{key}_accuracy_slope"]
+            out["knowledge_tail_answer_loss_slope"] = out[f"knowledge_{key}_answer_loss_slope"]
+            out["knowledge_tail_accuracy_largest"] = out[f"knowledge_{key}_accuracy_largest"]
+            out["knowledge_tail_chance"] = paired_mean(chance, idx)
+            out["knowledge_tail_prior_corpus"] = out[f"knowledge_{key}_prior_corpus"]
+            out["knowledge_tail_largest_minus_chance"] = paired_mean(largest - chance, idx)
+            out["knowledge_tail_largest_minus_prior"] = paired_mean(largest - prior, idx)
+    out["knowledge_control_accuracy_slope"] = out[f"knowledge_{band_key(control)}_accuracy_slope"]
+    return out
+
+
+def random_distractor_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: int,
+                               rng: np.random.Generator) -> dict[str, Interval]:
+    """The random-distractor control: the zero-mention facts asked with uniformly drawn distractors, the largest
+    model's accuracy at the last checkpoint, and its difference from the corpus-prior guesser and from chance."""
+    rows = final[final.log_params == final.log_params.max()].sort_values("question")
+    acc = rows.accuracy.to_numpy(float)
+    g = guessers.set_index("question").loc[rows.question]
     idx = resample_indices(len(acc), n_boot, rng)
-    largest = acc[:, -1]
-    chance, prior, answers = (g[c].to_numpy(float) for c in ("chance", "corpus_prior", "answer_prior"))
-    return {"knowledge_accuracy_slope": cluster_slope(xs, acc, idx),
-            "knowledge_answer_loss_slope": cluster_slope(xs, loss, idx),
-            "knowledge_accuracy_largest": paired_mean(largest, idx),
-            "knowledge_chance": paired_mean(chance, idx),
-            "knowledge_prior_corpus": paired_mean(prior, idx),
-            "knowledge_prior_answers": paired_mean(answers, idx),
-            "knowledge_largest_minus_chance": paired_mean(largest - chance, idx),
-            "knowledge_largest_minus_prior": paired_mean(largest - prior, idx)}
+    return {"knowledge_random_accuracy_largest": paired_mean(acc, idx),
+            "knowledge_random_prior_corpus": paired_mean(g.corpus_prior.to_numpy(float), idx),
+            "knowledge_random_largest_minus_chance": paired_mean(acc - g.chance.to_numpy(float), idx)}
 
 
 def arithmetic_evidence(final: pd.DataFrame, lookup: np.ndarray, *, n_boot: int,
@@ -109,110 +191,158 @@ def arithmetic_evidence(final: pd.DataFrame, lookup: np.ndarray, *, n_boot: int,
                                                    best - lookup[idx].mean(axis=1))}
 
 
-def swap_evidence(own: pd.DataFrame, swapped: pd.DataFrame, floor: pd.DataFrame, *, n_boot: int,
-                  rng: np.random.Generator) -> dict[str, Interval]:
-    """The swap claim's evidence from per-sequence next-token hits (`hits`, `scored`; `capability.sequence_hits`,
-    `capability.bigram_floor`) of the recipient on its own, under the full swap (every layer, lambda 1), and of the
-    bigram floor, on the same held-out sequences: accuracies, the recipient's margin over the floor, and the share
-    of that margin the swap keeps, (swapped - floor) / (own - floor), resampling sequences."""
-    scored = own.scored.to_numpy(float)
-    if not (np.array_equal(scored, swapped.scored.to_numpy(float)) and np.array_equal(scored, floor.scored)):
-        raise ValueError("own, swapped and floor hits must be counted on the same scored positions")
-    o, s, f = (t.hits.to_numpy(float) for t in (own, swapped, floor))
+def swap_evidence(grid: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
+                  value: str = "correct") -> dict[str, Interval]:
+    """The swap claim's evidence from `attention_swap.swap_grid` rows (source "donor": a same-shape model trained
+    from another seed; source "uniform": attention that carries no information) of per-problem exact match on
+    held-out problems: the recipient on its own (lambda 0), under the full swap (every layer, lambda 1) and at the
+    floor (uniform attention in every layer), the recipient's margin over the floor and the share of it the swap
+    keeps, (swapped - floor) / (own - floor), resampling problems."""
+    every = grid[grid.layer_set == "all"]
+
+    def arm(source, lam):
+        rows = every[(every.source == source) & (every.lam == lam)].sort_values("row")
+        if rows.empty:
+            raise ValueError(f"no rows for source {source!r} at lambda {lam} over every layer")
+        return rows[value].to_numpy(float)
+
+    o, s, f = arm("donor", 0.0), arm("donor", 1.0), arm("uniform", 1.0)
+    if not len(o) == len(s) == len(f):
+        raise ValueError("own, swapped and floor must be scored on the same problems")
     idx = resample_indices(len(o), n_boot, rng)
-    total = scored[idx].sum(1)
-    margin = (o - f)[idx].sum(1)
+    margin = (o - f)[idx].mean(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        retained = np.where(margin > 0, (s - f)[idx].sum(1) / margin, np.nan)
-    # where the recipient does not beat the floor the ratio is still given (the guard on own - floor says it cannot
-    # be read); resamples in which it does not are left out of the interval
-    ratio = (s - f).sum() / (o - f).sum() if (o - f).sum() != 0 else np.nan
-    return {"swap_recipient_accuracy": _percentile(o.sum() / scored.sum(), o[idx].sum(1) / total),
-            "swap_swapped_accuracy": _percentile(s.sum() / scored.sum(), s[idx].sum(1) / total),
-            "swap_bigram_floor": _percentile(f.sum() / scored.sum(), f[idx].sum(1) / total),
-            "swap_own_minus_floor": _percentile((o - f).sum() / scored.sum(), margin / total),
+        retained = np.where(margin > 0, (s - f)[idx].mean(1) / margin, np.nan)
+    # where the recipient does not beat the floor there is nothing to retain: the ratio is given as 0 without an
+    # interval, and the guard on own - floor makes the claim inconclusive; resamples in which the recipient does not
+    # beat the floor are left out of the interval
+    ratio = (s - f).mean() / (o - f).mean() if (o - f).mean() > 0 else 0.0
+    return {"swap_recipient_accuracy": paired_mean(o, idx),
+            "swap_swapped_accuracy": paired_mean(s, idx),
+            "swap_floor_accuracy": paired_mean(f, idx),
+            "swap_own_minus_floor": paired_mean(o - f, idx),
             "swap_retained_above_floor": (float(ratio), *percentile_interval(retained, ignore_nan=True))
             if np.isfinite(retained).any() else (float(ratio), np.nan, np.nan)}
 
 
-def swap_retention(swaps: pd.DataFrame, metric: str = "accuracy") -> tuple[float, float, float | None]:
-    """(own, swapped, retained): the recipient's metric without a swap (lambda 0) and under the full swap of every
-    layer (lambda 1), and the share it keeps (None when it had nothing to lose)."""
-    every = swaps[swaps.layer_set == "all"]
-    own = float(every[every.lam == 0][metric].iloc[0])
-    swapped = float(every[every.lam == 1][metric].iloc[0])
-    return own, swapped, (swapped / own if own > 0 else None)
+def swap_curve(grid: pd.DataFrame, value: str = "correct") -> pd.DataFrame:
+    """The graded swap: per source, layer set and lambda, the mean of `value` and the share of the recipient's
+    margin over the floor it keeps, (mean - floor) / (own - floor), with own the recipient at lambda 0 and floor
+    uniform attention in every layer at lambda 1."""
+    curve = grid.groupby(["source", "layer_set", "lam"], as_index=False)[value].mean()
+    every = curve[curve.layer_set == "all"].set_index(["source", "lam"])[value]
+    own, floor = every[("donor", 0.0)], every[("uniform", 1.0)]
+    return curve.assign(retained_above_floor=(curve[value] - floor) / (own - floor) if own != floor else np.nan)
 
 
-def downstream_evidence(corr: pd.DataFrame, *, n_boot: int, rng: np.random.Generator, high: float = 0.75,
-                        moving: float = 0.5) -> dict[str, Interval | float]:
-    """The downstream claims' evidence from the per-question Spearman correlations with log compute
-    (`capability.sample_correlations`), resampling questions (one set of resamples, paired across steps).
+def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, seed: int) -> pd.DataFrame:
+    """The swap's donor: the family's largest shape trained again on the same corpus for the same tokens, from
+    another seed (initialisation and data order), its last checkpoint only (a `family.train_family` frame)."""
+    from caplab.substrate.family import log_spaced_shapes, log_spaced_tokens, train_family
 
-    Correlation shares: the share of questions whose score correlates above `high`; a step's drop is that share for
-    log p_vocab(correct) minus the step's, over the questions where both correlations are defined (a score that never
-    varies has no correlation: such questions are left out and their share is reported, not counted as "not
-    above"; `corr_questions_defined` counts those left, and a drop over no question reads 0).
+    args = {k: v for k, v in family.items() if k != "kind"}
+    if family.get("kind") != "tiny":
+        raise ValueError("a donor is trained only for a tiny family")
+    if seed == train_config.get("seed", 0) or seed == args.get("seed", 0):
+        raise ValueError(f"the donor's seed {seed} must differ from the family's")
+    common = {k: args[k] for k in ("max_seq_len",) if k in args}
+    shape = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                              aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)[-1]
+    shape = {**shape, "seed": seed, "name": f"{shape['name']}-seed{seed}"}
+    last = log_spaced_tokens(**checkpoints)[-1]
+    return train_family([shape], corpus, {**train_config, "seed": seed}, [last])
 
-    Incorrect mass: a question's incorrect choices move when their vocabulary-level mass correlates with log compute
-    beyond `moving` in absolute value AND so does their mass relative to the correct choice's (log-odds of the
-    incorrect choices after renormalising over the choices): format learning moves every choice together and leaves
-    the relative mass still; learning the correct answer alone leaves the incorrect mass still."""
+
+CHAIN_STEPS = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
+RENORM = "p_choices"     # the renormalisation over the choices
+
+
+def downstream_evidence(corr: pd.DataFrame, covariation: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
+                        high: float = 0.75, moving: float = 0.5) -> dict[str, Interval | float]:
+    """The downstream claims' evidence from the per-question Spearman correlations of each chain score with log
+    compute (`capability.sample_correlations`) and of the incorrect choices' mass with the correct choice's
+    (`capability.mass_covariation`), resampling questions (one set of resamples, paired across steps).
+
+    Chain: over the questions whose five correlations are all defined (a score that never varies, accuracy on a
+    question every model gets wrong, has none: the share undefined is reported per step, not counted as "not
+    above"), the share correlating above `high` per step, the drop from log p_vocab to accuracy, the drop at each
+    step, and the renormalisation's drop minus the largest other step's drop (positive: the largest drop is at the
+    renormalisation over choices).
+
+    Incorrect mass: the share of questions whose incorrect mass co-varies with the correct mass across compute
+    (Spearman above `moving`): the mass that renormalising divides by moves with the correct answer's."""
     wide = corr.pivot(index="question", columns="score", values="spearman")
-    idx = resample_indices(len(wide), n_boot, rng)
-    base = wide["log_p_vocab"].to_numpy(float)
+    values = np.column_stack([wide[c].to_numpy(float) for c in CHAIN_STEPS])
+    defined = np.isfinite(values).all(axis=1)
     out: dict[str, Interval | float] = {}
-    defined = []
-    for step, name in (("p_choices", "choices"), ("accuracy", "accuracy")):
-        other = wide[step].to_numpy(float)
-        both = np.isfinite(base) & np.isfinite(other)
-        defined.append(int(both.sum()))
-        diff = np.where(both, (base > high).astype(float) - (other > high), 0.0)
-        draws = diff[idx].sum(1) / both[idx].sum(1).clip(min=1)
-        out[f"corr_share_drop_loglik_to_{name}"] = _percentile(diff.sum() / max(both.sum(), 1), draws)
-        out[f"corr_share_undefined_{name}"] = float(1 - np.isfinite(other).mean())
-    out["corr_questions_defined"] = float(min(defined))
-    for step in ("log_p_vocab", "p_choices", "accuracy"):
-        values = wide[step].to_numpy(float)
-        out[f"corr_share_{step}"] = float((values[np.isfinite(values)] > high).mean()) if np.isfinite(values).any() \
-            else float("nan")
-    vocab = np.abs(wide["p_vocab_incorrect"].to_numpy(float)) > moving
-    relative = np.abs(wide["log_odds_incorrect"].to_numpy(float)) > moving
-    out["incorrect_mass_share_moving"] = paired_mean(vocab.astype(float), idx)
-    out["incorrect_mass_share_moving_relative"] = paired_mean((vocab & relative).astype(float), idx)
+    for j, step in enumerate(CHAIN_STEPS):
+        out[f"corr_share_undefined_{step}"] = float(1 - np.isfinite(values[:, j]).mean())
+    out["corr_questions_defined"] = float(defined.sum())
+    above = (values[defined] > high).astype(float)
+    if len(above) == 0:
+        return {**out, **_mass_evidence(covariation, n_boot, rng, moving)}
+    idx = resample_indices(len(above), n_boot, rng)
+    shares = above[idx].mean(1)                                   # resample x step
+    for j, step in enumerate(CHAIN_STEPS):
+        out[f"corr_share_{step}"] = _percentile(above[:, j].mean(), shares[:, j])
+    drops, drop_draws = -np.diff(above.mean(0)), -np.diff(shares, axis=1)
+    for j, (a, b) in enumerate(zip(CHAIN_STEPS, CHAIN_STEPS[1:])):
+        out[f"corr_drop_{a}_to_{b}"] = _percentile(drops[j], drop_draws[:, j])
+    out["corr_share_drop_loglik_to_accuracy"] = _percentile(above[:, 0].mean() - above[:, -1].mean(),
+                                                            shares[:, 0] - shares[:, -1])
+    r = CHAIN_STEPS.index(RENORM) - 1                             # the step into p_choices
+    others = [j for j in range(len(drops)) if j != r]
+    out["corr_drop_renorm_minus_largest_other"] = _percentile(drops[r] - drops[others].max(),
+                                                              drop_draws[:, r] - drop_draws[:, others].max(1))
+    return {**out, **_mass_evidence(covariation, n_boot, rng, moving)}
+
+
+def _mass_evidence(covariation: pd.DataFrame, n_boot: int, rng: np.random.Generator,
+                   moving: float) -> dict[str, Interval | float]:
+    rho = covariation.sort_values("question").spearman.to_numpy(float)
+    ok = np.isfinite(rho)
+    out: dict[str, Interval | float] = {"mass_covariation_undefined": float(1 - ok.mean()) if len(rho) else np.nan}
+    if not ok.any():
+        return out
+    rho = rho[ok]
+    idx = resample_indices(len(rho), n_boot, rng)
+    out["incorrect_mass_share_covarying"] = paired_mean((rho > moving).astype(float), idx)
+    out["incorrect_mass_covariation_median"] = _percentile(np.median(rho), np.median(rho[idx], axis=1))
     return out
 
 
 NOTES = {
-    "knowledge_accuracy_slope": "per decade of parameters, last checkpoint; interval resampling questions",
-    "knowledge_answer_loss_slope": "correct choice's loss (nats) per decade of parameters; resampling questions",
-    "knowledge_accuracy_largest": "largest model, last checkpoint",
-    "knowledge_chance": "uniform guess over the choices",
-    "knowledge_prior_corpus": "prior-only guesser: the choice the training corpus mentions most",
-    "knowledge_prior_answers": "prior-only guesser: the majority answer of the other questions",
-    "knowledge_largest_minus_chance": "paired over the same questions",
-    "knowledge_largest_minus_prior": "largest model minus the corpus-prior guesser, paired over the same questions",
+    "knowledge_tail_accuracy_slope": "rarest seen band: accuracy per decade of parameters, last checkpoint; "
+                                     "interval resampling questions",
+    "knowledge_tail_answer_loss_slope": "rarest seen band: correct choice's loss (nats) per decade of parameters",
+    "knowledge_tail_accuracy_largest": "rarest seen band, largest model, last checkpoint",
+    "knowledge_tail_chance": "uniform guess over the choices",
+    "knowledge_tail_prior_corpus": "prior-only guesser: the choice the training corpus mentions most",
+    "knowledge_tail_largest_minus_chance": "rarest seen band, paired over the same questions",
+    "knowledge_tail_largest_minus_prior": "rarest seen band, largest model minus the corpus-prior guesser, paired",
+    "knowledge_control_accuracy_slope": "positive control: the most-seen band's accuracy per decade of parameters",
+    "knowledge_random_accuracy_largest": "zero-mention facts with uniformly drawn distractors, largest model",
+    "knowledge_random_prior_corpus": "the corpus-prior guesser on the random-distractor questions",
+    "knowledge_random_largest_minus_chance": "random-distractor questions, largest model minus chance, paired",
     "arith_accuracy_slope": "exact match per decade of parameters; one row per problem and model, resampling problems",
     "arith_answer_loss_slope": "answer loss (nats per token) per decade of parameters; resampling problems",
     "arith_accuracy_best": "best model at the last checkpoint (the best is re-chosen in every resample)",
     "arith_lookup_baseline": "a lookup table of the training problems (majority answer where unseen)",
     "arith_best_minus_lookup": "best model minus the lookup table, paired over the same problems",
-    "swap_recipient_accuracy": "teacher-forced next-token accuracy, held-out corpus, no swap",
-    "swap_swapped_accuracy": "full swap: every layer, lambda 1",
-    "swap_bigram_floor": "a bigram model of the training tokens, same positions",
-    "swap_own_minus_floor": "recipient minus the bigram floor; resampling sequences",
-    "swap_retained_above_floor": "(swapped - floor) / (own - floor); resampling sequences",
-    "corr_share_drop_loglik_to_choices": "share of questions with Spearman > 0.75, log p_vocab minus p_choices "
-                                         "(questions with both correlations defined)",
-    "corr_share_drop_loglik_to_accuracy": "share of questions with Spearman > 0.75, log p_vocab minus accuracy "
-                                          "(questions with both correlations defined)",
-    "corr_share_undefined_choices": "share of questions whose p_choices never varies (no correlation)",
-    "corr_share_undefined_accuracy": "share of questions whose accuracy never varies (no correlation)",
-    "corr_questions_defined": "questions whose correlations are defined for log p_vocab and the step (the fewer of "
-                              "p_choices and accuracy)",
-    "incorrect_mass_share_moving": "|Spearman| > 0.5 for the incorrect choices' vocabulary-level mass alone",
-    "incorrect_mass_share_moving_relative": "|Spearman| > 0.5 for the incorrect mass both at the vocabulary level "
-                                            "and relative to the correct choice's",
+    "swap_recipient_accuracy": "largest model, teacher-forced exact match on held-out arithmetic, no swap",
+    "swap_swapped_accuracy": "full swap from a donor of the same shape trained from another seed: every layer, "
+                             "lambda 1",
+    "swap_floor_accuracy": "the floor: uniform attention in every layer",
+    "swap_own_minus_floor": "recipient minus the floor; resampling problems",
+    "swap_retained_above_floor": "(swapped - floor) / (own - floor); resampling problems",
+    "corr_questions_defined": "questions whose five chain correlations are all defined",
+    "corr_share_drop_loglik_to_accuracy": "share with Spearman > 0.75, log p_vocab minus accuracy (defined questions)",
+    "corr_drop_renorm_minus_largest_other": "the drop at the renormalisation over choices minus the largest drop at "
+                                            "another step",
+    "incorrect_mass_share_covarying": "share of questions whose incorrect mass correlates with the correct mass "
+                                      "across compute (Spearman > 0.5)",
+    "incorrect_mass_covariation_median": "median per-question Spearman of incorrect with correct mass",
+    "mass_covariation_undefined": "share of questions whose covariation is undefined",
 }
 
 

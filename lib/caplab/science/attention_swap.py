@@ -178,6 +178,25 @@ def swap_outputs(recipient: nn.Module, donor: nn.Module, batch: Mapping, layers:
         return recipient(**_inputs(recipient, batch), use_cache=False).logits
 
 
+def uniform_attention(model: nn.Module, batch: Mapping) -> list[torch.Tensor]:
+    """Attention probabilities that carry no information, one [batch, heads, q, k] tensor per layer: every query
+    spreads its weight evenly over the keys it may see (itself and earlier, non-padding positions; a query that may
+    see none keeps its own position). Swapped in at lambda 1 they give the floor of a swap: the recipient with
+    attention that knows nothing about the input."""
+    mask = batch.get("attention_mask")
+    ids = batch["input_ids"]
+    length = ids.shape[1]
+    allowed = torch.ones(length, length, dtype=torch.bool).tril()[None]
+    if mask is not None:
+        allowed = allowed & mask.bool()[:, None, :]
+    allowed = allowed | (torch.eye(length, dtype=torch.bool)[None] & ~allowed.any(-1, keepdim=True))
+    probs = allowed.float() / allowed.sum(-1, keepdim=True)
+    heads = model.config.get_text_config().num_attention_heads
+    device = next(model.parameters()).device
+    probs = probs[:, None].expand(len(ids), heads, length, length).to(device)
+    return [probs for _ in range(n_layers(model))]
+
+
 def one_layer_at_a_time(n: int) -> dict[str, list[int] | None]:
     """Layer sets {"all": every layer, "layer 0": [0], ...} for `swap_sweep`."""
     return {"all": None, **{f"layer {i}": [i] for i in range(n)}}
@@ -218,3 +237,27 @@ def swap_sweep(recipient: nn.Module, donor: nn.Module, batches: Iterable[Mapping
     rows = [{"layer_set": name, "lam": lam, **{k: v / counts[(name, lam)] for k, v in cell.items()},
              "n": counts[(name, lam)]} for (name, lam), cell in sums.items()]
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def swap_grid(recipient: nn.Module, sources: Mapping[str, Sequence[torch.Tensor]], batch: Mapping,
+              row_fn: Callable[[torch.Tensor, Mapping], pd.DataFrame], lams: Sequence[float] = DEFAULT_LAMS,
+              layer_sets: Mapping[str, Iterable[int] | None] | None = None) -> pd.DataFrame:
+    """Per row of `batch`, the recipient's `row_fn(logits, batch)` (a frame, one row per sequence) with each source's
+    attention probabilities (`record_attention(donor, batch)`, `uniform_attention(recipient, batch)`, ...) mixed in
+    at every lambda in every layer set: a tidy frame with columns source, layer_set, lam, row and row_fn's."""
+    layer_sets = one_layer_at_a_time(n_layers(recipient)) if layer_sets is None else dict(layer_sets)
+    if not sources:
+        raise ValueError("swap_grid needs at least one source of attention probabilities")
+    frames = []
+    for source, probs in sources.items():
+        for name, layers in layer_sets.items():
+            for lam in lams:
+                with swap_attention(recipient, probs, layers=layers, lam=lam):
+                    logits = recipient(**_inputs(recipient, batch), use_cache=False).logits
+                rows = row_fn(logits, batch).reset_index(drop=True)
+                rows.insert(0, "row", range(len(rows)))
+                frames.append(rows.assign(source=source, layer_set=name, lam=float(lam)))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["source", "layer_set", "lam", "row", *[c for c in out.columns
+                                                       if c not in ("source", "layer_set", "lam", "row")]]]

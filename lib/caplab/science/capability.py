@@ -22,6 +22,7 @@ from caplab.substrate.evaluate import example_losses, greedy_exact_match, mean_l
 
 CHAIN = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
 MASS = ("p_vocab_incorrect", "log_odds_incorrect")      # the incorrect choices' mass, absolute and relative
+METHODS = ("pearson", "spearman", "kendall")           # the per-sample correlations of `sample_correlations`
 
 
 def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size: int = 32) -> list[dict]:
@@ -66,40 +67,56 @@ def downstream_chain(rows: pd.DataFrame) -> pd.DataFrame:
     out["accuracy"] = (logp.argmax(axis=1) == answer).astype(float)
     out["p_vocab_incorrect"] = np.exp(logp).sum(axis=1) - out.p_vocab
     wrong = np.where(onehot.astype(bool), -np.inf, logp)
-    out["log_odds_incorrect"] = logsumexp(wrong, axis=1) - out.log_p_vocab.to_numpy()
+    out["log_p_vocab_incorrect"] = logsumexp(wrong, axis=1)
+    out["log_odds_incorrect"] = out.log_p_vocab_incorrect - out.log_p_vocab.to_numpy()
     return out
 
 
+def mass_covariation(chain: pd.DataFrame, sample: str = "question", methods=METHODS) -> pd.DataFrame:
+    """Per sample: how the incorrect choices' mass co-varies with the correct choice's across the family's points,
+    the correlations (Pearson, Spearman, Kendall) of log p_vocab(incorrect choices) with log p_vocab(correct)
+    (NaN where either never varies). Positive: the incorrect mass rises and falls with the correct mass (format
+    learning, say), which renormalising over the choices cancels; near 0: the incorrect mass does not follow it."""
+    return sample_correlations(chain, x="log_p_vocab", scores=("log_p_vocab_incorrect",), sample=sample,
+                               methods=methods)
+
+
 def sample_correlations(chain: pd.DataFrame, x: str = "log_compute", scores=CHAIN + MASS,
-                        sample: str = "question") -> pd.DataFrame:
+                        sample: str = "question", methods=METHODS) -> pd.DataFrame:
     """Per sample and score: Pearson, Spearman and Kendall (tau-b) correlation of the score with `x` across the
-    family's points (NaN where the score does not vary, or where `x` takes fewer than 3 values). Vectorised over
-    samples when every sample has the same number of points (the usual case: every question at every model)."""
+    family's points (NaN where the score does not vary, or where `x` takes fewer than 3 values); `methods` picks
+    which of the three are computed (columns). Vectorised over samples when every sample has the same number of
+    points (the usual case: every question at every model)."""
+    if not methods or set(methods) - set(METHODS):
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {methods}")
     chain = chain.sort_values([sample, x], kind="stable")
     sizes = chain.groupby(sample, sort=True).size()
     if sizes.nunique() != 1:
-        return pd.concat([sample_correlations(group, x, scores, sample) for _, group in chain.groupby(sample)],
-                         ignore_index=True)
+        return pd.concat([sample_correlations(group, x, scores, sample, methods)
+                          for _, group in chain.groupby(sample)], ignore_index=True)
     keys = sizes.index.to_numpy()
     n_samples, n_points = len(keys), int(sizes.iloc[0])
     xs = chain[x].to_numpy(float).reshape(n_samples, n_points)
-    x_ok = np.array([len(np.unique(row)) >= 3 for row in xs])
+    x_ok = 1 + (np.diff(np.sort(xs, axis=1), axis=1) != 0).sum(1) >= 3
     i, j = np.triu_indices(n_points, k=1)
-    sx = np.sign(xs[:, j] - xs[:, i])
-    x_ranks = stats.rankdata(xs, axis=1)
+    sx = np.sign(xs[:, j] - xs[:, i]) if "kendall" in methods else None
+    x_ranks = stats.rankdata(xs, axis=1) if "spearman" in methods else None
     rows = []
     for score in scores:
         ys = chain[score].to_numpy(float).reshape(n_samples, n_points)
         ok = x_ok & (np.ptp(ys, axis=1) > 0)
+        values = {}
         with np.errstate(invalid="ignore", divide="ignore"):
-            pearson = _row_pearson(xs, ys)
-            spearman = _row_pearson(x_ranks, stats.rankdata(ys, axis=1))
-            sy = np.sign(ys[:, j] - ys[:, i])
-            kendall = (sx * sy).sum(1) / np.sqrt((sx != 0).sum(1) * (sy != 0).sum(1))
-        for name, values in (("pearson", pearson), ("spearman", spearman), ("kendall", kendall)):
-            values[~ok] = np.nan
-        rows.append(pd.DataFrame({sample: keys, "score": score, "pearson": pearson, "spearman": spearman,
-                                  "kendall": kendall}))
+            if "pearson" in methods:
+                values["pearson"] = _row_pearson(xs, ys)
+            if "spearman" in methods:
+                values["spearman"] = _row_pearson(x_ranks, stats.rankdata(ys, axis=1))
+            if "kendall" in methods:
+                sy = np.sign(ys[:, j] - ys[:, i])
+                values["kendall"] = (sx * sy).sum(1) / np.sqrt((sx != 0).sum(1) * (sy != 0).sum(1))
+        for v in values.values():
+            v[~ok] = np.nan
+        rows.append(pd.DataFrame({sample: keys, "score": score, **{m: values[m] for m in METHODS if m in values}}))
     out = pd.concat(rows, ignore_index=True)
     position = np.arange(len(out))
     return out.iloc[np.lexsort((position // n_samples, position % n_samples))].reset_index(drop=True)
@@ -110,6 +127,30 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b - b.mean(axis=1, keepdims=True)
     r = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
     return np.clip(r, -1.0, 1.0)
+
+
+# -- how often each fact was seen -----------------------------------------------------------------------------------
+def fact_mentions(texts: list[str], entities, sep: str = ":") -> np.ndarray:
+    """How many training texts state a fact about each entity: texts `entity<sep>attribute`, counted by the text's
+    part before the first `sep` (texts without `sep` count for no entity)."""
+    from collections import Counter
+    counted = Counter(t[:t.find(sep)] for t in texts if sep in t)
+    return np.array([counted.get(str(e), 0) for e in entities], dtype=int)
+
+
+def band_labels(edges: list[int]) -> list[str]:
+    """Labels of mention-count bands with these lower edges (increasing, from 0 or more): [0, 1, 2, 4, 8, 16] gives
+    "0", "1", "2-3", "4-7", "8-15", "16+"."""
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 0:
+        raise ValueError(f"band edges must be increasing counts >= 0, got {edges}")
+    labels = [str(a) if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])]
+    return labels + [f"{edges[-1]}+"]
+
+
+def mention_band(counts, edges: list[int]) -> np.ndarray:
+    """The band label of each mention count (counts below the first edge get none: an empty label)."""
+    labels = np.array([""] + band_labels(edges), dtype=object)
+    return labels[np.searchsorted(np.asarray(edges), np.asarray(counts), side="right")]
 
 
 # -- no-skill references recorded in the same run -------------------------------------------------------------------
@@ -201,6 +242,15 @@ def arithmetic_rows(model, tokenizer, row, *, arithmetic: TokenDataset, prompts:
         raise ValueError(f"{len(exact)} problems but {len(losses)} loss rows")
     return [{"problem": i, "arith_correct": float(c), "arith_loss_sum": float(s), "arith_n_tokens": int(n)}
             for i, (c, s, n) in enumerate(zip(exact.correct, losses.loss_sum, losses.n_tokens))]
+
+
+def answer_hits(logits, batch) -> pd.DataFrame:
+    """Per row: teacher-forced exact match of the scored (label != -100) positions (1 when every scored token is
+    the argmax), the per-row form of `answer_accuracy_metric`. Column `correct`."""
+    predicted = logits[:, :-1].argmax(-1)
+    labels = batch["labels"][:, 1:].to(predicted.device)
+    scored = labels != -100
+    return pd.DataFrame({"correct": ((predicted == labels) | ~scored).all(dim=1).float().cpu().numpy()})
 
 
 def answer_accuracy_metric(logits, batch) -> dict:

@@ -125,21 +125,73 @@ def multiple_choice(fact_set: Facts, n_choices: int = 4, entities: list[str] | N
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
+def held_out_problem(a, b, share: float) -> np.ndarray:
+    """Whether problem (a, b) lies in the held-out part of the problem space: a fixed hash of the operands below
+    `share` (the same problem is held out in every seed and every call, so training and evaluation sets drawn with
+    `arithmetic(..., held_out=share, part=...)` never share a problem)."""
+    a, b = np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = (a * np.uint64(0x9E3779B97F4A7C15)) ^ (b * np.uint64(0xC2B2AE3D27D4EB4F) + np.uint64(0x165667B19E3779F9))
+        h ^= h >> np.uint64(29)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(float) / 2.0 ** 53 < share
+
+
 def arithmetic(n: int, n_digits: int | tuple[int, int] = 3, op: str = "+", reverse_answer: bool = False,
-               seed: int = 0) -> pd.DataFrame:
-    """`n` problems: columns a, b, prompt ("123+456="), answer ("579"; digits reversed if `reverse_answer`)."""
+               seed: int = 0, held_out: float = 0.0, part: str = "all") -> pd.DataFrame:
+    """`n` problems: columns a, b, prompt ("123+456="), answer ("579"; digits reversed if `reverse_answer`).
+
+    `held_out` > 0 with `part` "train" or "held" splits the problem space by `held_out_problem`: "train" draws only
+    problems outside the held-out share, "held" only inside it, and without repeats (an evaluation set); "all"
+    (the default) draws from the whole space, as before."""
     if op not in _OPS:
         raise ValueError(f"op must be one of {list(_OPS)}, got {op!r}")
     lo, hi = (n_digits, n_digits) if isinstance(n_digits, int) else n_digits
     if not 1 <= lo <= hi <= 18:
         raise ValueError(f"n_digits must be in 1..18, got {n_digits}")
+    if part not in ("all", "train", "held"):
+        raise ValueError(f"part must be 'all', 'train' or 'held', got {part!r}")
+    if part != "all" and not 0.0 < held_out < 1.0:
+        raise ValueError(f"part {part!r} needs 0 < held_out < 1, got {held_out}")
     rng = np.random.default_rng(seed)
-    digits = rng.integers(lo, hi + 1, size=(n, 2))
-    a = [int(rng.integers(10 ** (d - 1) if d > 1 else 0, 10 ** d)) for d in digits[:, 0]]
-    b = [int(rng.integers(10 ** (d - 1) if d > 1 else 0, 10 ** d)) for d in digits[:, 1]]
+    if part == "all":
+        digits = rng.integers(lo, hi + 1, size=(n, 2))
+        a = [int(rng.integers(10 ** (d - 1) if d > 1 else 0, 10 ** d)) for d in digits[:, 0]]
+        b = [int(rng.integers(10 ** (d - 1) if d > 1 else 0, 10 ** d)) for d in digits[:, 1]]
+    else:
+        a, b = _split_operands(rng, n, lo, hi, held_out, part)
     results = [str(_OPS[op](x, y)) for x, y in zip(a, b)]
     answers = [r[::-1] if reverse_answer else r for r in results]
     return pd.DataFrame({"a": a, "b": b, "prompt": [f"{x}{op}{y}=" for x, y in zip(a, b)], "answer": answers})
+
+
+def _split_operands(rng, n: int, lo: int, hi: int, share: float, part: str) -> tuple[list[int], list[int]]:
+    """Operands of `n` problems from one part of the problem space (see `arithmetic`)."""
+    if hi > 9:
+        raise ValueError(f"a held-out split takes at most 9 digits, got {hi}")
+    space = sum(9 * 10 ** (d - 1) + (d == 1) for d in range(lo, hi + 1)) ** 2
+    want = share if part == "held" else 1 - share
+    if part == "held" and n > 0.8 * want * space:
+        raise ValueError(f"{n} distinct held-out problems asked of about {want * space:.0f}: raise held_out")
+    a: list[int] = []
+    b: list[int] = []
+    seen: set[tuple[int, int]] = set()
+    while len(a) < n:
+        k = max(64, int(2 * (n - len(a)) / want))
+        digits = rng.integers(lo, hi + 1, size=(k, 2))
+        xs = rng.integers(np.where(digits > 1, 10 ** (digits - 1), 0), 10 ** digits)
+        keep = held_out_problem(xs[:, 0], xs[:, 1], share) == (part == "held")
+        for x, y in xs[keep].tolist():
+            if part == "held":
+                if (x, y) in seen:
+                    continue
+                seen.add((x, y))
+            a.append(x)
+            b.append(y)
+            if len(a) == n:
+                break
+    return a, b
 
 
 # -- tensors -----------------------------------------------------------------------------------------------
