@@ -36,3 +36,17 @@ def test_bad_input_is_rejected():
         report.record("x", 1.0, lo=2.0, hi=0.0)
     with pytest.raises(ValueError, match="both ends"):
         report.record("x", 1.0, lo=0.0)
+
+
+def test_record_all_takes_every_evidence_form(tmp_path):
+    """A library's evidence dict recorded in one call: tuples, dicts with notes, bare values; an interval that
+    could not be formed is dropped, not recorded as NaN (or refused as reversed)."""
+    report = Report("demo", tier="cpu", params={}, output_dir=tmp_path)
+    report.record_all({"a": (0.5, 0.1, 0.9), "b": {"value": 2.0, "lo": 1.0, "hi": 3.0, "note": "own"},
+                       "c": (0.3, float("nan"), float("nan")), "d": True, "e": {"value": None}},
+                      figure="fig", notes={"a": "from notes", "b": "ignored"}, note="default")
+    m = report.metrics
+    assert (m["a"].value, m["a"].lo, m["a"].hi, m["a"].note, m["a"].figure) == (0.5, 0.1, 0.9, "from notes", "fig")
+    assert (m["b"].lo, m["b"].hi, m["b"].note) == (1.0, 3.0, "own")
+    assert (m["c"].value, m["c"].lo, m["c"].hi, m["c"].note) == (0.3, None, None, "default")
+    assert m["d"].value is True and m["e"].value is None

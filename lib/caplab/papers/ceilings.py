@@ -344,12 +344,3 @@ NOTES = {
     "incorrect_mass_covariation_median": "median per-question Spearman of incorrect with correct mass",
     "mass_covariation_undefined": "share of questions whose covariation is undefined",
 }
-
-
-def record(report, evidence: dict, figure: str | None = None) -> None:
-    """Record every evidence item (a value or (value, lo, hi); an interval that could not be formed is dropped)."""
-    for name, item in evidence.items():
-        value, lo, hi = item if isinstance(item, tuple) else (item, None, None)
-        if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-            lo = hi = None
-        report.record(name, value, lo=lo, hi=hi, figure=figure, note=NOTES.get(name, ""))

@@ -81,6 +81,23 @@ class Report:
         self.metrics[name] = metric
         return metric
 
+    def record_all(self, evidence: dict, *, figure: str | None = None, notes: dict | None = None,
+                   note: str = "") -> None:
+        """Record a library function's evidence: name -> a bare value, a (value, lo, hi) tuple, or a dict with
+        `value` and optional `lo`, `hi`, `note`. An interval that could not be formed (an end missing or not
+        finite) is dropped; the note is the item's own, else `notes[name]`, else `note`."""
+        for name, item in evidence.items():
+            if isinstance(item, dict):
+                value, lo, hi, own = item["value"], item.get("lo"), item.get("hi"), item.get("note")
+            elif isinstance(item, tuple):
+                (value, lo, hi), own = item, None
+            else:
+                value, lo, hi, own = item, None, None, None
+            if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+                lo = hi = None
+            self.record(name, value, lo=lo, hi=hi, figure=figure,
+                        note=own if own is not None else (notes or {}).get(name, note))
+
     def figure(self, fig, name: str, *, show: bool = True) -> None:
         """Save a figure as PNG and SVG under `figures/` and show it inline once."""
         import matplotlib.pyplot as plt
