@@ -30,7 +30,11 @@ from caplab.substrate.data import TokenDataset
 from caplab.substrate import runlog
 from caplab.substrate.models import get_model, load_local, param_counts, resolve_device, strict_from_dict
 
-PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
+PROGRESS_EVERY_S = 20.0
+# Named phases of a training step, seen by torch.profiler (the step profile of `make bench`); free when not profiling.
+PHASES = ("step.data", "step.forward", "step.backward", "step.clip", "step.optimizer")
+_phase = torch.profiler.record_function
+     # a progress line this often (visible in headless runs), and at the end of a run
 Callback = Callable[[torch.nn.Module, dict], "dict | None"]
 
 
@@ -207,16 +211,20 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     started = time.perf_counter() - state["seconds"]
     last_progress = time.perf_counter()
     while state["step"] < total_steps and (config.max_tokens is None or state["tokens"] < config.max_tokens):
-        batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
-        with autocast():
+        with _phase("step.data"):
+            batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
+        with _phase("step.forward"), autocast():
             loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
-        loss.backward()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip) if config.grad_clip
-                     else torch.zeros(()))
+        with _phase("step.backward"):
+            loss.backward()
+        with _phase("step.clip"):
+            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip) if config.grad_clip
+                         else torch.zeros(()))
         lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        with _phase("step.optimizer"):
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
         state["step"] += 1
         state["tokens"] += int(batch["attention_mask"].sum())
         last = state["step"] == total_steps or state["tokens"] >= (config.max_tokens or float("inf"))
