@@ -315,11 +315,10 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     when the entry is computed)."""
     from caplab.substrate.cache import atomic_write_text, default_cache
 
-    config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     if loss_fn is not None and not loss_name:
         raise ValueError("a custom loss_fn needs a loss_name for the cache key")
-    cache = cache if cache is not None else default_cache()
-    args = {"model": model_spec, "data": dataset_digest(dataset), "config": config, "loss": loss_name}
+    cache, args = _run_key(model_spec, dataset, config, cache, loss_name)
+    config = args["config"]
 
     built = []
 
@@ -354,6 +353,21 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     run = TrainedRun(cache.directory(step, args, build))
     _summarize(run, f"{step} {runlog.describe(model_spec)}", cached=not built)
     return run
+
+
+def _run_key(model_spec: dict, dataset: TokenDataset, config: TrainConfig | dict, cache, loss_name: str | None):
+    from caplab.substrate.cache import default_cache
+
+    config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    cache = cache if cache is not None else default_cache()
+    return cache, {"model": model_spec, "data": dataset_digest(dataset), "config": config, "loss": loss_name}
+
+
+def is_trained(model_spec: dict, dataset: TokenDataset, config: TrainConfig | dict, *, cache=None,
+               loss_name: str | None = None, step: str = "train") -> bool:
+    """Whether `train_cached` with these arguments would read a finished entry back (no training)."""
+    cache, args = _run_key(model_spec, dataset, config, cache, loss_name)
+    return cache.contains(step, args)
 
 
 def _summarize(run: TrainedRun, what: str, *, cached: bool) -> None:
