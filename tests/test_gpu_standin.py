@@ -19,7 +19,7 @@ from caplab.report.rules import NOT_RUN
 from conftest import REPO
 
 NOTEBOOKS = REPO / "notebooks"
-PAPERS = ["shannon", "rl_scaling", "budget"]
+PAPERS = ["shannon", "rl_scaling", "budget", "kappa", "capacity_gap", "densing"]
 
 pytestmark = pytest.mark.notebook
 

@@ -83,3 +83,15 @@ def test_train_cached_in_a_child_resumes_nothing_lost(corpus, tmp_path):
     assert runs[0].summary["steps"] == runs[1].summary["steps"] == 4
     assert not torch.equal(next(iter(_weights(runs[0].path / "model").values())),
                            next(iter(_weights(runs[1].path / "model").values())))
+
+
+def test_is_trained_tells_a_cached_run_before_training(corpus, tmp_path):
+    from caplab.substrate.train import is_trained
+    cache = Cache(tmp_path / "cache")
+    spec = {k: v for k, v in SHAPES[0].items() if k != "name"}
+    config = {**CONFIG, "steps": 2}
+    assert not is_trained(spec, corpus, config, cache=cache)
+    train_cached(spec, corpus, config, cache=cache)
+    assert is_trained(spec, corpus, config, cache=cache)
+    assert not is_trained(spec, corpus, {**config, "steps": 3}, cache=cache)
+    assert not is_trained(spec, corpus, config, cache=cache, step="teacher")

@@ -57,7 +57,7 @@ def scale(divisor: int, k: int) -> Rule:
 
 RULES: dict[str, Rule] = {
     # training and evaluation lengths
-    "steps": cap(3), "reuse_steps": cap(3), "max_tokens": cap(4096), "warmup_steps": cap(1),
+    "steps": cap(3), "reuse_steps": cap(3), "max_tokens": cap(1024), "warmup_steps": cap(1),
     "eval_every": cap(2), "eval_every_tokens": cap(2048), "max_new_tokens": cap(16),
     "max_completion_length": cap(16), "max_length": cap(256), "block_size": cap(32),
     # data sizes

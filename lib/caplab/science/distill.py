@@ -275,6 +275,9 @@ def distilled_block_losses(students: list[dict], seeds: list[int], teachers: pd.
     for student in students:
         model, _ = get_model(seeded(student, seeds[0]))
         sizes[repr(student)] = param_counts(model)["non_embedding"]
+    if len(set(sizes.values())) < len(sizes):
+        raise ValueError(f"students are told apart by their non-embedding size, and two are the same size: "
+                         f"{sizes}")
     frames = []
 
     def score(run, student, seed, teacher, params):

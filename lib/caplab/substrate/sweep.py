@@ -24,7 +24,6 @@ import signal
 import sys
 from typing import Any, Callable
 
-import torch
 
 WORKERS_ENV = "CAPLAB_WORKERS"
 
@@ -48,6 +47,7 @@ def workers() -> int:
 
 def _forkable() -> bool:
     """Forking is safe only before CUDA is initialised, and only where fork exists."""
+    import torch
     return "fork" in multiprocessing.get_all_start_methods() and not (
         torch.cuda.is_available() and torch.cuda.is_initialized())
 
@@ -55,6 +55,7 @@ def _forkable() -> bool:
 def _child(thunk: Callable[[], Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):      # the parent's deferring handlers (caplab.staging) are not ours
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+    import torch
     torch.set_num_threads(1)        # intra-op threads of a forked child (as DataLoader workers do)
     # A notebook kernel's stdout is a socket its other threads own (they are not in the child): the child prints
     # nothing there; the parent's own call prints the run's summary line when it reads the entry back. Standard
