@@ -29,7 +29,11 @@ def test_gpu_hour_estimates_grow_with_the_counts():
     small = tiers.plan(NOTEBOOKS, "shannon", "gpu", shrink=True)
     (h_full, terms), (h_small, _) = (hubplan.gpu_hours("shannon", p.params) for p in (full, small))
     assert h_full > 100 * h_small > 0 and terms
-    assert hubplan.gpu_hours("kappa", tiers.plan(NOTEBOOKS, "kappa", "gpu").params) == (None, [])
+    for paper in ("rl_scaling", "budget", "kappa", "capacity_gap", "densing"):
+        full, small = (hubplan.gpu_hours(paper, tiers.plan(NOTEBOOKS, paper, "gpu", shrink=s).params)[0]
+                       for s in (False, True))
+        assert full > small > 0, paper
+    assert hubplan.gpu_hours("ceilings", tiers.plan(NOTEBOOKS, "ceilings", "gpu").params) == (None, [])
 
 
 def test_fetch_downloads_each_revision_and_prepares_each_dataset(monkeypatch, capsys):
