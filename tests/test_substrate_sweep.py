@@ -95,3 +95,25 @@ def test_is_trained_tells_a_cached_run_before_training(corpus, tmp_path):
     assert is_trained(spec, corpus, config, cache=cache)
     assert not is_trained(spec, corpus, {**config, "steps": 3}, cache=cache)
     assert not is_trained(spec, corpus, config, cache=cache, step="teacher")
+
+
+def test_interrupting_the_parent_stops_its_children(tmp_path):
+    """Ctrl-C while children train: the parent raises KeyboardInterrupt at once and no child is left running."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    cache = Cache(tmp_path / "cache")
+
+    def slow(i):
+        return lambda: cache.get_or_compute("slow", {"i": i}, lambda: time.sleep(60) or {"i": i})
+
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()    # as a terminal's Ctrl-C
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        sweep.parallel([slow(i) for i in range(3)], n_workers=2)
+    assert time.perf_counter() - started < 20
+    assert multiprocessing.active_children() == []
+    assert not any(cache.contains("slow", {"i": i}) for i in range(3))
