@@ -53,3 +53,9 @@ def test_fetch_downloads_each_revision_and_prepares_each_dataset(monkeypatch, ca
     import os
     assert os.environ["HF_HUB_OFFLINE"] == "0"          # downloads allowed for this command
     assert "done" in capsys.readouterr().out
+
+
+def test_every_gpu_tier_names_its_benchmark_datasets():
+    """densing's benchmark (kind "hf") is a dataset the preflight looks for, like every task's."""
+    needs = preflight.needs(tiers.plan(NOTEBOOKS, "densing", "gpu").params)
+    assert ("dataset", "openbmb/DensingLaw-ScalingBench") in [(n.kind, n.id) for n in needs]
