@@ -167,6 +167,11 @@ def _key_args(args: dict) -> dict:
     return {name: key(value) for name, value in args.items()}
 
 
+def _revision(value) -> str:
+    """A row's revision: "main" where a frame holds none (None, or NaN where other rows have one)."""
+    return value if isinstance(value, str) and value else "main"
+
+
 def _where(row: dict, cache: Cache) -> dict:
     """How to load a row's model (for get_model) and the part of it that keys the cache."""
     if "path" in row and isinstance(row["path"], str):
@@ -177,7 +182,7 @@ def _where(row: dict, cache: Cache) -> dict:
             key = str(path.resolve())
         return {"load": {"path": str(path)}, "key": {"path": key}}
     if "pretrained" in row:
-        spec = {"pretrained": row["pretrained"], "revision": row.get("revision") or "main"}
+        spec = {"pretrained": row["pretrained"], "revision": _revision(row.get("revision"))}
         return {"load": spec, "key": spec}
     raise ValueError("each row needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`) column")
 
@@ -188,8 +193,8 @@ def member_spec(row) -> dict:
     row = row._asdict() if hasattr(row, "_asdict") else dict(row)
     if isinstance(row.get("path"), str):
         return {"path": row["path"]}
-    if row.get("pretrained"):
-        return {"pretrained": row["pretrained"], "revision": row.get("revision") or "main"}
+    if isinstance(row.get("pretrained"), str):
+        return {"pretrained": row["pretrained"], "revision": _revision(row.get("revision"))}
     raise ValueError("a family member needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`)")
 
 
