@@ -7,7 +7,9 @@ stand-ins are random models; "not run: not measured" where random models give a 
 rl_scaling's fits when no stand-in ever solves a problem), none "not run" because a cell failed, and at least one
 claim is judged from evidence.
 
-kappa, ceilings and capacity_gap are being redesigned elsewhere; their gpu tiers join this list when that lands.
+Defects these runs found and that are fixed: kappa's subword prompt boundary, hub families without a local path
+(ceilings, capacity_gap), rl_scaling's two-size path, two stand-in students of one size (capacity_gap), densing's
+benchmark missing from the preflight, a hub row without a revision, an exact fit's information criteria.
 """
 import json
 
