@@ -29,19 +29,18 @@ import pandas as pd
 
 from caplab.controls import Control
 from caplab.papers import shannon as exp
-from caplab.science import perturbation_scan
+from caplab.science import basin_test, law_fits
 from caplab.stats import laws
-from caplab.stats.fit_compare import compare_grouped
-from caplab.stats.fitting import random_starts
 
 SE_REL = 0.004
 CLEAN = dict(a=0.012, b=1.0, c=1e-6, d=1e-6, e=1.0, alpha=0.15, beta=0.5, gamma=0.3, delta=0.8)
 CHIN = dict(E=0.5, A=30.0, alpha=0.3, B=40.0, beta=0.35)
 
 
-def grid(n_models: int = 5, n_checkpoints: int = 10) -> pd.DataFrame:
-    sizes = np.geomspace(2e4, 8e5, n_models)
-    tokens = np.geomspace(1.6e4, 1.2e6, n_checkpoints).round()
+def grid(n_models: int = 4, n_checkpoints: int = 10) -> pd.DataFrame:
+    """The cpu tier's design: 4 sizes over 15x, 10 post-warm-up checkpoints from 50k to 1.2M tokens."""
+    sizes = np.geomspace(1.2e4, 1.5e5, n_models)
+    tokens = np.geomspace(5e4, 1.2e6, n_checkpoints).round()
     n, d = np.meshgrid(sizes, tokens, indexing="ij")
     return pd.DataFrame({"model": [f"m{i}" for i in range(n_models) for _ in range(n_checkpoints)],
                          "params_non_embedding": n.ravel(), "tokens": d.ravel(), "target_tokens": d.ravel().astype(int)})
@@ -55,7 +54,7 @@ def true_loss(points: pd.DataFrame, planted: bool, strength: float) -> np.ndarra
     return CHIN["E"] + 0.3 * strength + CHIN["A"] / n ** CHIN["alpha"] + CHIN["B"] / d ** CHIN["beta"]
 
 
-def losses(rng, planted: bool, settings: dict, n_models: int = 5, n_checkpoints: int = 10,
+def losses(rng, planted: bool, settings: dict, n_models: int = 4, n_checkpoints: int = 10,
            draw_sd: float = 0.0) -> pd.DataFrame:
     """A tidy losses table: one row per (model, checkpoint, setting). settings: {(perturbation, level): strength}.
     `draw_sd`: the perturbation draw's own noise (relative), not in loss_se (one draw per setting)."""
@@ -73,17 +72,41 @@ def losses(rng, planted: bool, settings: dict, n_models: int = 5, n_checkpoints:
 # -- basins ---------------------------------------------------------------------------------------------------------
 SCAN = {("none", 0): 0.0, ("noise", 0.3): 0.1, ("noise", 0.6): 0.25, ("noise", 1.0): 0.5, ("quant", 8): 0.0,
         ("quant", 4): 0.05, ("quant", 3): 0.25, ("quant", 2): 1.0, ("sft", 10): 0.5}
+RANDOM = {"noise", "sft"}          # perturbations with their own draw (two seeds each, as in the notebook)
+BLOCKS, BLOCK_SD, BLOCK_NOISE = 128, 0.1, 0.03
+DRAW_SD, DRAW_RHO = 0.01, 0.7      # a draw's own effect (relative, times the strength + 0.1), AR(1) along tokens
+BASIN_BOOTSTRAP = 400
 
 
-def basin_world(rng, planted: bool, draw_sd: float = 0.0) -> dict:
-    table = losses(rng, planted, SCAN, draw_sd=draw_sd)
-    found = pd.concat([perturbation_scan.basins(table, along="tokens"), perturbation_scan.basins(table, along="params")],
-                      ignore_index=True)
-    return exp.basin_evidence(found)
+def basin_world(rng, planted: bool, n_models: int = 4, n_checkpoints: int = 10) -> tuple[pd.DataFrame, np.ndarray]:
+    """The notebook's scan with per-block losses: a loss per (setting, draw, model, checkpoint) and evaluation
+    block = the world's mean loss + the block's difficulty (sd 0.1 nats, shared by every row: the blocks are the
+    same for every model and setting) + the row's own block noise (sd 0.03) + for a random perturbation, its
+    draw's effect (sd 1 % of the loss times the strength + 0.1, AR(1) along checkpoints, rho 0.7)."""
+    points = grid(n_models, n_checkpoints)
+    difficulty = rng.normal(0, BLOCK_SD, BLOCKS)
+    frames, blocks = [], []
+    for (kind, level), strength in SCAN.items():
+        truth = true_loss(points, planted, strength)
+        for draw in ((0, 1) if kind in RANDOM else (0,)):
+            effect = np.zeros((n_models, n_checkpoints))
+            if kind in RANDOM:
+                effect[:, 0] = rng.normal(size=n_models)
+                for j in range(1, n_checkpoints):
+                    effect[:, j] = DRAW_RHO * effect[:, j - 1] + np.sqrt(1 - DRAW_RHO ** 2) * rng.normal(size=n_models)
+                effect = DRAW_SD * (strength + 0.1) * truth * effect.ravel()
+            mean = truth + (effect.ravel() if kind in RANDOM else 0.0)
+            rows = mean[:, None] + difficulty[None] + rng.normal(0, BLOCK_NOISE, (len(points), BLOCKS))
+            frames.append(points.assign(perturbation=kind, level=float(level), draw=draw, loss=rows.mean(axis=1),
+                                        loss_se=rows.std(axis=1, ddof=1) / np.sqrt(BLOCKS)))
+            blocks.append(rows)
+    return exp.with_setting(pd.concat(frames, ignore_index=True)), np.concatenate(blocks)
 
 
 def u_shape(rng, planted: bool):
-    return basin_world(rng, planted)
+    frame, blocks = basin_world(rng, planted)
+    settings, _ = basin_test.basin_test(frame, blocks, n=BASIN_BOOTSTRAP, seed=int(rng.integers(2**31)))
+    return exp.basin_evidence(settings)
 
 
 # -- fits -----------------------------------------------------------------------------------------------------------
@@ -100,10 +123,11 @@ def _fitted(key, planted: bool):
     rng = np.random.default_rng(key)
     table = losses(rng, planted, FIT_SETTINGS, n_models=4, n_checkpoints=7)
     protocol, largest = exp.extrapolation_protocol(table, EXTRAPOLATION_CHECKPOINT)
-    per_setting, held, points = compare_grouped(
-        [laws.SHANNON, laws.KAPLAN, laws.CHINCHILLA], protocol, by=["setting"], inputs=exp.INPUTS,
-        train=lambda f: (f.params_non_embedding < largest).to_numpy(), options={"Shannon": {"fixed": {"b": 1.0}, "starts": SHANNON_STARTS}},
-        points=True, seed=int(rng.integers(2**31)), **FIT)
+    per_setting, held, points = law_fits.compare_groups(
+        protocol, ["Shannon", "Kaplan", "Chinchilla"], by=["setting"], inputs=exp.INPUTS, train="fit_row",
+        options={"Shannon": {"fixed": {"b": 1.0}, "starts": SHANNON_STARTS}}, cache=False,
+        seed=int(rng.integers(2**31)), **FIT)
+    held = held.assign(carry_forward=exp.carry_forward(held, table, EXTRAPOLATION_CHECKPOINT))
     return protocol, per_setting, held, points, int(rng.integers(2**31))
 
 
@@ -132,14 +156,14 @@ def exponent_world(rng, planted: bool):
 def _exponent_world(key, planted: bool):
     rng = np.random.default_rng(key)
     table = losses(rng, planted, FIT_SETTINGS, n_models=4, n_checkpoints=6)
-    fits = {s: laws.SHANNON.fit(table[table.setting == s], inputs=exp.INPUTS, fixed={"b": 1.0}, seed=0,
-                                **{**FIT, "starts": SHANNON_STARTS[:1], "maxiter": 100})
-            for s in table.setting.unique()}
-    return exp.exponent_evidence(fits, n=2, seed=int(rng.integers(2**31)))[0]
+    draws = law_fits.bootstrap_groups(table, "Shannon", by="setting", inputs=exp.INPUTS, n=2,
+                                      seed=int(rng.integers(2**31)), fixed={"b": 1.0}, cache=False,
+                                      **{**FIT, "starts": SHANNON_STARTS[:1], "maxiter": 100})
+    return exp.exponent_evidence(draws, table)[0]
 
 
 # -- quantization damage ------------------------------------------------------------------------------------------
-def damage_world(rng, planted: bool, n_models: int = 5, n_checkpoints: int = 10, slope: float = 0.02,
+def damage_world(rng, planted: bool, n_models: int = 4, n_checkpoints: int = 10, slope: float = 0.02,
                  rho: float = 0.7, sd: float = 0.01):
     """Clean and 2-bit losses; the damage is a per-model offset plus an AR(1) wander along checkpoints (sd `sd`,
     autocorrelation `rho`: the checkpoints of one model share its history) plus evaluation noise, and grows by
