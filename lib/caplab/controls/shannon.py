@@ -1,24 +1,25 @@
 """Controls of the shannon claims: simulated tidy `losses` tables (the notebook's columns: model,
-params_non_embedding, tokens, target_tokens, perturbation, level, setting, loss, loss_se), pushed through the same
-functions (`caplab.science.perturbation_scan`, `caplab.stats.fit_compare`, `caplab.papers.shannon`) and the
-registry's rules.
+params_non_embedding, tokens, target_tokens, perturbation, level, setting, draw, loss, loss_se, and for the basins
+the per-block losses), pushed through the same functions (`caplab.science.basin_test`, `caplab.science.law_fits`,
+`caplab.papers.shannon`) and the registry's rules. The grid is the cpu tier's: 4 sizes over 15x, 10 post-warm-up
+checkpoints from 50k to 1.2M tokens.
 
 Worlds. Null ("monotone"): every setting follows a Chinchilla law, E + A/N^0.3 + B/D^0.35, a perturbation only
 raises E (no noise term, no basin, nothing Shannon-specific). Planted ("Shannon"): the clean setting follows a
 Shannon law with negligible noise terms (monotone in range), a perturbation raises the d D^delta noise term
-(delta 0.8 > beta 0.5) so that loss has a basin along tokens inside the checkpoint range (a rise of 0.03-0.15
-nats at the end), as the paper reports. Noise: each loss carries Gaussian evaluation noise of its recorded
-standard error (0.4 % of the loss, 128 evaluation blocks at the cpu tier).
+(delta 0.8 > beta 0.5) so that loss has a basin along tokens inside the checkpoint range, as the paper reports.
 
-Fit-based controls (fit_beats_baselines, extrapolates) share one fitted world per draw (cached by the generator's
-seed, so both controls read the same fits) and, to stay within a few minutes on two cores, fit a smaller table
-than the notebook (4 sizes x 7 checkpoints, one perturbed setting; Shannon from one informed start, the clean law's parameters,
-baselines from 2 random starts; L-BFGS-B stopped at 150 iterations / ftol 1e-9). The informed start stands in for
-the notebook's 20 random starts (it is the same in both worlds, so it helps Shannon in the null world as much: the
-false-positive side is not flattered); the single perturbed setting is the least favourable case for the
-intervals. Even so a fitted draw costs seconds here: these claims are capped (issue 17 asks for cached fits), and
-their controls measure the rules under the caps on 20 null and 10 planted independent draws (`slow`: outside
-`make test`; `python -m caplab controls shannon` runs them).
+Basins: every (setting, draw, model, checkpoint) has 128 block losses: the mean, plus each block's difficulty
+(shared by every row, as the notebook's evaluation blocks are), plus the row's own block noise; a random
+perturbation (noise, SFT) is drawn twice, and each draw adds its own effect, autocorrelated along checkpoints (one
+unlucky draw is what fakes a basin when a single draw is scanned).
+
+Fit-based controls (fit_beats_baselines, extrapolates, exponents) share one fitted world per draw and fit a smaller
+table than the notebook (4 sizes x 7 checkpoints, one perturbed setting; Shannon from one informed start, the
+clean law's parameters, baselines from 2 random starts; L-BFGS-B stopped at 150 iterations / ftol 1e-9). A fitted
+draw still costs seconds on two cores: these claims stay capped, and their controls measure the rules under the
+caps on 20 null and 10 planted independent draws (`slow`: outside `make test`; `python -m caplab controls shannon`
+runs them).
 """
 from __future__ import annotations
 
@@ -189,8 +190,10 @@ def quantization(rng, planted: bool):
 
 CONTROLS = [
     Control("shannon.u_shape",
-            null_world="monotone losses (a Chinchilla law; perturbations raise the floor), 5 sizes x 10 checkpoints, "
-                       "clean + 8 perturbed settings as in the notebook, evaluation noise 0.4 % of the loss",
+            null_world="monotone losses (a Chinchilla law; perturbations raise the floor), 4 sizes x 10 checkpoints, "
+                       "clean + 8 perturbed settings as in the notebook, 128 evaluation blocks (difficulty sd 0.1, "
+                       "own noise sd 0.03 nats), two draws of each random perturbation, each with its own effect "
+                       "(sd 1 % of the loss x (strength + 0.1), AR(1) rho 0.7 along checkpoints)",
             planted_effect="a Shannon law whose d D^delta noise term grows with perturbation (delta 0.8 > beta 0.5): "
                            "basins along tokens in the stronger settings",
             simulate=u_shape, planted_draws=50),
@@ -209,8 +212,8 @@ CONTROLS = [
             slow="fits a Shannon law and two baselines per draw (seconds each): capped, never judged"),
     Control("shannon.quantization_hurts_overtrained",
             null_world="2-bit damage independent of tokens: a per-model offset plus an AR(1) wander along checkpoints "
-                       "(sd 0.01, rho 0.7) plus evaluation noise, 5 models x 10 checkpoints",
-            planted_effect="the damage grows by 0.02 nats per e-fold of tokens (0.09 over the checkpoint range)",
+                       "(sd 0.01, rho 0.7) plus evaluation noise, 4 models x 10 post-warm-up checkpoints",
+            planted_effect="the damage grows by 0.02 nats per e-fold of tokens (0.06 over the checkpoint range)",
             simulate=quantization),
     Control("shannon.exponents",
             null_world="monotone Chinchilla losses, 4 sizes x 6 checkpoints (2 bootstrap refits per fit)",
