@@ -226,7 +226,8 @@ def extrapolation_evidence(per_setting: pd.DataFrame, held: pd.DataFrame, law: s
     def r2(index):
         obs = y[index]
         tot = np.sum((obs - obs.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
-        return 1 - np.sum((obs[None] - pred[:, index]) ** 2, axis=-1) / tot
+        with np.errstate(divide="ignore", invalid="ignore"):      # a resample of one repeated row: no R^2 (dropped)
+            return 1 - np.sum((obs[None] - pred[:, index]) ** 2, axis=-1) / tot
 
     from caplab.stats.resampling import percentile_interval, resample_indices
     point = r2(np.arange(len(y)))
