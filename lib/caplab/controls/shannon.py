@@ -1,7 +1,7 @@
 """Controls of the shannon claims: simulated tidy `losses` tables (the notebook's columns: model,
 params_non_embedding, tokens, target_tokens, perturbation, level, setting, draw, loss, loss_se, and for the basins
 the per-block losses), pushed through the same functions (`caplab.science.basin_test`, `caplab.science.law_fits`,
-`caplab.papers.shannon`) and the registry's rules. The grid is the cpu tier's: 4 sizes over 15x, 10 post-warm-up
+`caplab.papers.shannon`) and the registry's rules. The grid is the cpu tier's: 4 sizes over 8x, 10 post-warm-up
 checkpoints from 50k to 1.2M tokens.
 
 Worlds. Null ("monotone"): every setting follows a Chinchilla law, E + A/N^0.3 + B/D^0.35, a perturbation only
@@ -39,8 +39,8 @@ CHIN = dict(E=0.5, A=30.0, alpha=0.3, B=40.0, beta=0.35)
 
 
 def grid(n_models: int = 4, n_checkpoints: int = 10) -> pd.DataFrame:
-    """The cpu tier's design: 4 sizes over 15x, 10 post-warm-up checkpoints from 50k to 1.2M tokens."""
-    sizes = np.geomspace(1.2e4, 1.5e5, n_models)
+    """The cpu tier's design: 4 sizes over 8x, 10 post-warm-up checkpoints from 50k to 1.2M tokens."""
+    sizes = np.geomspace(1.3e4, 1e5, n_models)
     tokens = np.geomspace(5e4, 1.2e6, n_checkpoints).round()
     n, d = np.meshgrid(sizes, tokens, indexing="ij")
     return pd.DataFrame({"model": [f"m{i}" for i in range(n_models) for _ in range(n_checkpoints)],
@@ -71,8 +71,7 @@ def losses(rng, planted: bool, settings: dict, n_models: int = 4, n_checkpoints:
 
 
 # -- basins ---------------------------------------------------------------------------------------------------------
-SCAN = {("none", 0): 0.0, ("noise", 0.3): 0.1, ("noise", 0.6): 0.25, ("noise", 1.0): 0.5, ("quant", 8): 0.0,
-        ("quant", 4): 0.05, ("quant", 3): 0.25, ("quant", 2): 1.0, ("sft", 10): 0.5}
+SCAN = {("none", 0): 0.0, ("noise", 0.3): 0.1, ("noise", 0.6): 0.25, ("noise", 1.0): 0.5, ("quant", 4): 0.05, ("quant", 3): 0.25, ("quant", 2): 1.0, ("sft", 10): 0.5}
 RANDOM = {"noise", "sft"}          # perturbations with their own draw (two seeds each, as in the notebook)
 BLOCKS, BLOCK_SD, BLOCK_NOISE = 128, 0.1, 0.03
 DRAW_SD, DRAW_RHO = 0.01, 0.7      # a draw's own effect (relative, times the strength + 0.1), AR(1) along tokens
@@ -191,7 +190,7 @@ def quantization(rng, planted: bool):
 CONTROLS = [
     Control("shannon.u_shape",
             null_world="monotone losses (a Chinchilla law; perturbations raise the floor), 4 sizes x 10 checkpoints, "
-                       "clean + 8 perturbed settings as in the notebook, 128 evaluation blocks (difficulty sd 0.1, "
+                       "clean + 7 perturbed settings as in the notebook, 128 evaluation blocks (difficulty sd 0.1, "
                        "own noise sd 0.03 nats), two draws of each random perturbation, each with its own effect "
                        "(sd 1 % of the loss x (strength + 0.1), AR(1) rho 0.7 along checkpoints)",
             planted_effect="a Shannon law whose d D^delta noise term grows with perturbation (delta 0.8 > beta 0.5): "
