@@ -21,7 +21,7 @@ from caplab.report.rules import NOT_RUN
 from conftest import REPO
 
 NOTEBOOKS = REPO / "notebooks"
-PAPERS = ["shannon", "rl_scaling", "budget", "kappa", "capacity_gap", "densing"]
+PAPERS = ["shannon", "rl_scaling", "budget", "kappa", "capacity_gap", "densing", "ceilings"]
 
 pytestmark = pytest.mark.notebook
 
@@ -32,10 +32,14 @@ def test_shrinking_keeps_ids_and_design_and_validates():
     for paper in PAPERS:
         full, small = (tiers.plan(NOTEBOOKS, paper, "gpu", shrink=s) for s in (False, True))
         assert small.shrunk and not full.shrunk
-        assert list(preflight.needs(small.params)) == list(preflight.needs(full.params))
+        small_needs, full_needs = list(preflight.needs(small.params)), list(preflight.needs(full.params))
+        assert set(small_needs) <= set(full_needs)                     # real ids and revisions, a subset at most
+        assert {(n.kind, n.id) for n in small_needs} == {(n.kind, n.id) for n in full_needs}   # every model kept
     budget = tiers.plan(NOTEBOOKS, "budget", "gpu", shrink=True).params
     assert budget["budgets"] == [2, 60] and budget["ratio_budgets"] == [2] and budget["shares"] == [0.0, 0.1, 0.5, 1.0]
     assert tiers.plan(NOTEBOOKS, "rl_scaling", "gpu", shrink=True).params["grpo"]["lr"] == 1e-6
+    family = tiers.plan(NOTEBOOKS, "shannon", "gpu", shrink=True).params["family"]
+    assert family["revisions"] == ["step2000", "step8000", "step33000", "step100000", "step143000"]
 
 
 @pytest.mark.parametrize("paper", PAPERS)

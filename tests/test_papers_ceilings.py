@@ -123,3 +123,17 @@ def test_tail_minus_zero_band_removes_the_rise_every_band_shares():
     assert lo < 0 < hi and hi - lo < 0.1                                    # ... no faster than the zero band
     assert value == pytest.approx(ev["knowledge_tail_accuracy_slope"][0] - ev["knowledge_m0_accuracy_slope"][0])
     assert ev["knowledge_control_minus_zero_accuracy_slope"][1] > 0.1
+
+
+def test_swap_pair_of_a_hub_family_and_bad_input():
+    members = pd.DataFrame([{"pretrained": "EleutherAI/pythia-410m", "revision": r, "target_tokens": t,
+                             "params_non_embedding": 3e8, "path": None} for r, t in (("step33000", 1), ("step143000", 2))])
+    donor = {"pretrained": "EleutherAI/pythia-410m-seed1", "revision": "main"}
+    recipient, got = paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, donor, "EleutherAI/pythia-410m")
+    assert recipient == {"pretrained": "EleutherAI/pythia-410m", "revision": "step143000"} and got == donor
+    with pytest.raises(ValueError, match="not one of the family"):
+        paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, donor, "EleutherAI/pythia-1b")
+    with pytest.raises(ValueError, match="needs swap_donor"):
+        paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, {}, "")
+    with pytest.raises(ValueError, match="trains its own donor"):
+        paper.swap_pair(members, {"kind": "tiny"}, None, {}, {}, 1, donor, "")

@@ -10,9 +10,10 @@ appears: `steps` is an optimizer step count in every settings dict). Three kinds
 - `scale(f, k)`: a list of counts keeps k items (spread) and each is divided by f, rounded up (`budgets`:
   [100, 300, 1000, 3000] -> [2, 60]).
 
-Everything else is left as the file says: model ids and revisions, dataset ids, configs and splits, prompt
-templates, learning rates, the lists that define the experiment's design (revisions, noise levels, bit widths, reuse
-factors, seeds). Used by `python -m caplab run --shrink` and by the tests of the gpu tier on stand-ins
+Everything else is left as the file says: model ids, dataset ids, configs and splits, prompt templates, learning
+rates, the lists that define the experiment's design (noise levels, bit widths, reuse factors, seeds). A hub
+family's revisions are thinned to 5 real ones (shannon's grid is 7 models x 10 revisions, each scanned with a dozen
+perturbations). Used by `python -m caplab run --shrink` and by the tests of the gpu tier on stand-ins
 (tests/test_gpu_standin.py); a run made so records `"shrunk": true` with its parameters.
 
     shrink({"grpo": {"steps": 200, "lr": 1e-6}, "n_boot": 1000})  ->  {"grpo": {"steps": 3, "lr": 1e-6}, "n_boot": 50}
@@ -69,6 +70,9 @@ RULES: dict[str, Rule] = {
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
     "budgets": scale(50, 2), "ratio_budgets": scale(50, 1), "shares": spread(4),
+    # a hub family's checkpoint grid: every model kept, 5 of its revisions (real ones: first, last, between), and the
+    # extrapolation's fit-up-to index inside them
+    "revisions": spread(5), "extrapolation_checkpoint": cap(2),
 }
 
 

@@ -34,6 +34,9 @@ class Params:
     mention_bands: list[int]         # lower edges of the bands of training mentions; [] for a hub family
     per_band: T.Count                # questions drawn per band (all of a band's facts where it has fewer)
     donor_seed: int                  # seed of the swap's donor: the largest shape trained again (init and data order)
+    swap_donor: T.OptionalModel      # {} for a tiny family (the donor is trained here); for a hub family a released
+                                     # model of the recipient's shape trained from another seed
+    swap_recipient: str              # the hub family's model that receives the donor's attention; "" for a tiny family
     swap_lams: list[float]           # shares of donor attention in the graded swap
     n_boot: T.Count
     seed: int
@@ -275,6 +278,28 @@ def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, see
     shape = {**shape, "seed": seed, "name": f"{shape['name']}-seed{seed}"}
     last = log_spaced_tokens(**checkpoints)[-1]
     return train_family([shape], corpus, {**train_config, "seed": seed}, [last])
+
+
+def swap_pair(members: pd.DataFrame, family: dict, corpus, train_config: dict, checkpoints: dict, donor_seed: int,
+              swap_donor: dict, swap_recipient: str) -> tuple[dict, dict]:
+    """(recipient, donor) model specs of the attention swap. A tiny family: its largest shape at the last checkpoint,
+    and the same shape trained again from `donor_seed` (`train_donor`). A hub family: the last revision of
+    `swap_recipient` and the released `swap_donor` (Pythia's PolyPythias: the same shape and data, another seed)."""
+    from caplab.substrate.family import member_spec
+    if family.get("kind") == "tiny":
+        if swap_donor or swap_recipient:
+            raise ValueError("a tiny family trains its own donor: give swap_donor {} and swap_recipient ''")
+        big = members[members.params_non_embedding == members.params_non_embedding.max()]
+        donor = train_donor(family, corpus, train_config, checkpoints, donor_seed).iloc[-1]
+        return member_spec(big.sort_values("target_tokens").iloc[-1]), member_spec(donor)
+    if not swap_donor or not swap_recipient:
+        raise ValueError("a hub family's swap needs swap_donor (a model of the recipient's shape from another seed) "
+                         "and swap_recipient (one of the family's models)")
+    rows = members[members.pretrained == swap_recipient]
+    if rows.empty:
+        raise ValueError(f"swap_recipient {swap_recipient!r} is not one of the family's models "
+                         f"{sorted(set(members.pretrained))}")
+    return member_spec(rows.sort_values("target_tokens").iloc[-1]), dict(swap_donor)
 
 
 CHAIN_STEPS = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
