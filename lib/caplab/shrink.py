@@ -69,6 +69,8 @@ RULES: dict[str, Rule] = {
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
     "budgets": scale(50, 2), "ratio_budgets": scale(50, 1), "shares": spread(4),
+    "fixed_steps": cap(3), "held_out_pairs": cap(8), "dpo_sweep_start": cap(8), "dpo_sweep_pairs": cap(8),
+    "dpo_sweep_lrs": spread(1), "dpo_sweep_betas": spread(1), "train_seeds": spread(1),
 }
 
 
