@@ -270,7 +270,8 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
     - sft_only_minus_best_mix_small: the smallest, over budgets below `small_budget`, of SFT alone (share 1) minus
       the best other share (SFT must win at each small budget);
     - best_mix_minus_sft_only_large: at the largest budget, the best share strictly between 0 and 1 minus share 1,
-      over the mixes whose accuracy is above the better no-skill guesser (arms at chance are dropped);
+      over the mixes whose accuracy is above the better no-skill guesser (arms at chance are dropped; all of
+      them where none is above it);
     - cold_start_minus_small_sft: at the largest budget, share 0 (DPO on the base) minus the best share in
       (0, small_share]; small_sft_gain: its negative (the gain from at most `small_share` SFT);
     - cold_start_format_rate: at the largest budget, share 0's rate of answers in the "#### answer" format;
@@ -298,7 +299,9 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
                 [boot.compare([(b, s) for s in shares[b]], chance) for b in small])
     top = budgets[-1]
     floor = max((boot.point[boot.columns.index(arm)] for arm in chance), default=-np.inf)
-    mixed = [(top, s) for s in shares[top] if 0 < s < 1 and boot.point[boot.columns.index((top, s))] > floor]
+    mixed = [(top, s) for s in shares[top] if 0 < s < 1]
+    mixed = [arm for arm in mixed if boot.point[boot.columns.index(arm)] > floor] or mixed   # none: all, and the
+    # DPO guard reads them (arms at chance show no DPO gain)
     if mixed and 1.0 in shares[top]:
         out["best_mix_minus_sft_only_large"] = boot.compare(mixed, [(top, 1.0)])
     if len(budgets) > 1 and 1.0 in shares[top] and 1.0 in shares[budgets[-2]]:
