@@ -120,6 +120,7 @@ def test_first_step_baseline_and_the_dpo_choice():
     prompts = ["Question: 7-3+5\nAnswer:", "Question: 2+6\nAnswer:"]
     assert list(allocation.first_step_correct(prompts, ["9", "8"])) == [0.0, 1.0]
     assert allocation.first_step_correct(["Natalia sold clips"], ["72"]) is None
+    assert allocation.first_step_correct(["Question: Natalia sold 48 clips\nAnswer:"], ["72"]) is None
     sweep = pd.DataFrame({"lr": [1e-5, 1e-4, 1e-3], "beta": [0.1, 0.1, 1.0], "preference_accuracy": [0.6, 0.8, 0.7]})
     assert allocation.choose_dpo(sweep) == {"lr": 1e-4, "beta": 0.1}
 

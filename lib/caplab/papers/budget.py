@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from typing import Callable
 
 import numpy as np
@@ -348,6 +349,8 @@ def first_step_correct(prompts, answers) -> np.ndarray | None:
     try:
         questions = [chains.question_of(p) for p in prompts]
     except ValueError:
+        return None
+    if not all(re.fullmatch(r"\d+([+-]\d+)+", q) for q in questions):
         return None
     return np.array([chains.first_step_answer(q) == str(a) for q, a in zip(questions, answers)], float)
 
