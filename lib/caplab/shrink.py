@@ -73,6 +73,9 @@ RULES: dict[str, Rule] = {
     # a hub family's checkpoint grid: every model kept, 5 of its revisions (real ones: first, last, between), and the
     # extrapolation's fit-up-to index inside them
     "revisions": spread(5), "extrapolation_checkpoint": cap(2),
+    # the budget paper's fixed step counts, DPO sweep and training seeds
+    "fixed_steps": cap(3), "held_out_pairs": cap(8), "dpo_sweep_start": cap(8), "dpo_sweep_pairs": cap(8),
+    "dpo_sweep_lrs": spread(1), "dpo_sweep_betas": spread(1), "train_seeds": spread(1),
 }
 
 
