@@ -11,7 +11,11 @@ from conftest import REPO
 NOTEBOOKS = REPO / "notebooks"
 
 
-def test_plan_lists_every_model_and_dataset_with_its_cached_size(standin_env, capsys):
+def test_plan_lists_every_model_and_dataset_with_its_cached_size(tmp_path, monkeypatch, capsys):
+    from standin_hub import StandinHub
+    standin_env = StandinHub(tmp_path / "hub")          # its own, empty: the session's hub may hold budget's already
+    for key, value in standin_env.env().items():
+        monkeypatch.setenv(key, value)
     plan = tiers.plan(NOTEBOOKS, "budget", "gpu")
     rows = hubplan.resources(plan.params)
     assert [(r.kind, r.id) for r in rows] == [("model", "Qwen/Qwen2.5-1.5B"), ("dataset", "openai/gsm8k"),
