@@ -65,7 +65,7 @@ RULES: dict[str, Rule] = {
     "max_rows": cap(48), "eval_blocks": cap(4), "control_eval_blocks": cap(4), "fit_sample": cap(32),
     "prompts_per_update": cap(4), "num_generations": cap(4), "batch_size": cap(4),
     # statistics
-    "n_boot": cap(50), "bootstrap_samples": cap(50), "fit_bootstrap": cap(3), "fit_starts": cap(4),
+    "n_boot": cap(50), "bootstrap_samples": cap(50), "fit_bootstrap": cap(2), "fit_starts": cap(2),
     "starts": cap(4), "n_perm": cap(50), "mc_matrices": cap(20), "mc_dim": cap(16),
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
