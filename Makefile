@@ -14,12 +14,15 @@ export HF_DATASETS_OFFLINE ?= 1
 
 .PHONY: setup reproduce test controls lab bench index clean distclean
 
-# One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README). pip byte-compiles
-# what it installs (120 of a fresh install's 220 s here), and that is kept: with PYTHONDONTWRITEBYTECODE set, as on
-# this project's machines, --no-compile made every notebook kernel compile its imports again (make test 12 -> 15 min).
+# One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README). pip does not
+# byte-compile (--no-compile: 120 of a fresh install's 220 s here, for 17k files of which a run imports about 5k).
+# Python writes the bytecode of what is actually imported instead, once, under .venv/pycache, even on machines that
+# set PYTHONDONTWRITEBYTECODE (this project's do: without this, every notebook kernel compiled its imports again).
+export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
+unexport PYTHONDONTWRITEBYTECODE
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed

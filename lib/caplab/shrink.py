@@ -66,7 +66,7 @@ RULES: dict[str, Rule] = {
     "prompts_per_update": cap(4), "num_generations": cap(4), "batch_size": cap(4),
     # statistics
     "n_boot": cap(50), "bootstrap_samples": cap(50), "fit_bootstrap": cap(2), "fit_starts": cap(2),
-    "starts": cap(4), "n_perm": cap(50), "mc_matrices": cap(20), "mc_dim": cap(16),
+    "fit_maxiter": cap(200), "starts": cap(4), "n_perm": cap(50), "mc_matrices": cap(20), "mc_dim": cap(16),
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
     "budgets": scale(50, 2), "ratio_budgets": scale(50, 1), "shares": spread(4),

@@ -36,6 +36,7 @@ class Params:
     sft: T.Train                     # TrainConfig of the SFT perturbation
     extrapolation_checkpoint: int    # fit on checkpoints up to this index (0-based) of the smaller models
     fit_starts: T.Count
+    fit_maxiter: T.Count             # L-BFGS-B iterations per start (FITTING.md: to convergence; smoke stops early)
     huber_delta: T.positive(float)
     bootstrap_samples: T.Count       # resamples for the claim intervals (settings; held-out rows)
     fit_bootstrap: T.Count           # per-fit parameter bootstrap: warm-started refits of each Shannon fit
