@@ -63,3 +63,38 @@ def test_every_gpu_tier_names_its_benchmark_datasets():
     """densing's benchmark (kind "hf") is a dataset the preflight looks for, like every task's."""
     needs = preflight.needs(tiers.plan(NOTEBOOKS, "densing", "gpu").params)
     assert ("dataset", "openbmb/DensingLaw-ScalingBench") in [(n.kind, n.id) for n in needs]
+
+
+def test_memory_plan_of_the_training_runs_and_the_refusal_before_compute(tmp_path, monkeypatch, capsys):
+    """Each training run of the project's loop on a hub model gets its memory and strategy from the cached config;
+    on a GPU too small for a run, `caplab run` refuses before anything runs."""
+    from standin_hub import StandinHub
+    from caplab import memplan
+    from caplab.substrate import memory
+    standin_env = StandinHub(tmp_path / "hub")
+    for key, value in standin_env.env().items():
+        monkeypatch.setenv(key, value)
+    gap = tiers.plan(NOTEBOOKS, "capacity_gap", "gpu", shrink=True)
+    runs = memplan.runs("capacity_gap", gap.params)
+    student, teacher = ("EleutherAI/pythia-70m-deduped", "step143000"), ("EleutherAI/pythia-2.8b-deduped", "step143000")
+    assert [(r.model, r.revision, r.frozen) for r in runs][0] == (*student, (teacher,))
+    assert memplan.assess(runs[0], 80e9).verdict.startswith("config not cached")
+    standin_env.model(*student)
+    standin_env.model(*teacher)
+    first = memplan.assess(runs[0], 80e9)
+    n_student, n_teacher = (memplan._n_params(memplan._config(*m)) for m in (student, teacher))
+    assert first.verdict == "full" and first.need.weights == 4 * (n_student + n_teacher)   # the teacher beside it
+    kappa = tiers.plan(NOTEBOOKS, "kappa", "gpu", shrink=True)
+    standin_env.provide_for(kappa.params)
+    assert main(["--notebooks", str(NOTEBOOKS), "plan", "--shrink", "--gpu-gb", "40", "kappa"]) == 0
+    out = capsys.readouterr().out
+    assert "memory of each training run on a 40 GB GPU" in out and "TinyLlama/TinyLlama-1.1B-Chat-v1.0" in out
+    memplan.check([kappa])                                                # no GPU here: nothing to check
+    monkeypatch.setattr(memplan, "_cuda", lambda: True)
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 1e5)
+    with pytest.raises(MemoryError, match="kappa/gpu"):
+        memplan.check([kappa])
+    results = tmp_path / "results"
+    assert main(["--notebooks", str(NOTEBOOKS), "--results", str(results), "run", "--tier", "gpu", "--shrink",
+                 "kappa"]) == 2
+    assert "cannot fit this GPU" in capsys.readouterr().err and not (results / "kappa").exists()

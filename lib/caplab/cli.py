@@ -33,7 +33,7 @@ def cmd_run(args) -> int:
     try:
         outcomes = runner.run(_notebook_names(args.papers), args.tier, notebooks_dir=notebooks,
                               results=results, cell_timeout=args.cell_timeout, shrink=args.shrink)
-    except (tiers.ParameterError, preflight.MissingFromCache, runlock.RunLocked) as exc:
+    except (tiers.ParameterError, preflight.MissingFromCache, runlock.RunLocked, MemoryError) as exc:
         print(f"caplab: nothing was run: {exc}", file=sys.stderr)
         return 2
     except staging.RunInterrupted as exc:      # one line, not a traceback: the run recorded what it kept
@@ -144,7 +144,7 @@ def cmd_plan(args) -> int:
         print(f"caplab: {exc}", file=sys.stderr)
         return 2
     for plan in plans:
-        print(hubplan.describe(plan))
+        print(hubplan.describe(plan, args.gpu_gb * 1e9))
     return 0
 
 
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     pln.add_argument("papers", nargs="*", help="paper ids or notebook names (default: every registered paper)")
     pln.add_argument("--tier", default="gpu", choices=("smoke", "cpu", "gpu"), help="parameter tier (default gpu)")
     pln.add_argument("--shrink", action="store_true", help="as `run --shrink` would run it")
+    pln.add_argument("--gpu-gb", type=float, default=80.0,
+                     help="memory of one GPU for the training runs' memory plan (default 80)")
     pln.set_defaults(func=cmd_plan)
 
     fet = sub.add_parser("fetch", help="download what a tier needs into the Hugging Face cache (needs network)",

@@ -193,7 +193,7 @@ def _human(n: int) -> str:
         n /= 1000
 
 
-def describe(plan) -> str:
+def describe(plan, gpu_bytes: float = 80e9) -> str:
     rows = resources(plan.params)
     lines = [f"{plan.notebook} at the {plan.tier} tier ({plan.params_file}){' [shrunk]' if plan.shrunk else ''}:"]
     for r in rows:
@@ -210,6 +210,8 @@ def describe(plan) -> str:
         lines.append(f"  rough GPU hours on one H100 (bf16 at {MFU:.0%} of peak; a lower bound, decoding is slower): "
                      f"{hours:.2g}")
         lines += [f"      {flops:9.2e} FLOPs  {what}" for what, flops in terms]
+    from caplab import memplan
+    lines += memplan.describe(plan, gpu_bytes)
     return "\n".join(lines)
 
 

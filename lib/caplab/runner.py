@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from caplab import paths, preflight, runlock, staging, tiers
+from caplab import memplan, paths, preflight, runlock, staging, tiers
 from caplab import progress as terminal
 from caplab.report import history, index, provenance
 from caplab.report.record import OUTPUT_ENV, write_json
@@ -246,6 +246,7 @@ def run(notebooks: list[str] | None, tier: str, *, notebooks_dir: Path, results:
     plans = [tiers.plan(notebooks_dir, name, tier, shrink=shrink) for name in names]   # raises before anything runs
     cell_timeout = cell_timeout_from_env(cell_timeout)
     preflight.check(plans)
+    memplan.check(plans)                  # on a GPU: runs that cannot fit it, before any compute
     with runlock.hold(results):
         kernel = ensure_kernel()
         progress = terminal.RunProgress([p.notebook for p in plans], tier,

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from caplab.substrate.data import TokenDataset
-from caplab.substrate import runlog
+from caplab.substrate import memory, runlog
 from caplab.substrate.models import get_model, load_local, param_counts, resolve_device, strict_from_dict
 
 PROGRESS_EVERY_S = 20.0
@@ -58,6 +58,7 @@ class TrainConfig:
     save_every: int = 200                # steps between resume states (with resume_dir)
     device: str = "auto"                 # "auto": cuda when available
     autocast_dtype: str | None = None    # e.g. "bfloat16" on a GPU
+    gradient_checkpointing: bool | None = None   # None: on a GPU, only where the run does not fit without it
 
     def __post_init__(self):
         if (self.steps is None) == (self.max_tokens is None):
@@ -166,6 +167,25 @@ def mixed_precision(device) -> dict[str, bool]:
     return {"bf16": device.type == "cuda" and torch.cuda.is_bf16_supported(), "fp16": False}
 
 
+def plan_memory(model, dataset: TokenDataset, config: TrainConfig, device, counts: dict) -> bool:
+    """Whether to train with gradient checkpointing: as `config.gradient_checkpointing` says, or (None) on a GPU
+    only where `caplab.substrate.memory` finds the run does not fit without it; a run that does not fit either way
+    is refused here, before any compute (MemoryError with its sizes)."""
+    wanted = config.gradient_checkpointing
+    total = memory.device_bytes(device)
+    if wanted is None and total is not None and hasattr(model, "config"):
+        need = memory.training_bytes(model.config, n_params=counts["total"], n_trainable=counts["trainable"],
+                                     tokens=config.batch_size * dataset.input_ids.shape[1],
+                                     autocast=config.autocast_dtype is not None)
+        wanted = memory.strategy(need, total) == "checkpointing"
+        if wanted:
+            runlog.progress(f"train: gradient checkpointing on (about {need.total() / 1e9:.0f} GB without it, "
+                            f"{need.total(True) / 1e9:.0f} GB with it, on a {total / 1e9:.0f} GB device)")
+    if wanted and not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+    return bool(wanted)
+
+
 def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
           callbacks: list[Callback] = (), loss_fn: Callable | None = None,
           resume_dir: str | os.PathLike | None = None) -> TrainResult:
@@ -180,7 +200,10 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     device = resolve_device(config.device)
     n_trainable = set_trainable(model, config.trainable)
     counts = {**param_counts(model), "trainable": n_trainable}
+    checkpointing = plan_memory(model, dataset, config, device, counts)
     master_weights(model).to(device).train()
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt, sched = _optimizer(model, config, total_steps, fused=device.type == "cuda")
     order = DataOrder(len(dataset), config.batch_size, config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -243,6 +266,8 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
             _save_state(state_file, model, opt, sched, state)
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         fire(None)
+    if checkpointing:
+        model.gradient_checkpointing_disable()
     model.eval()
     log = pd.DataFrame(state["log"], columns=["step", "tokens", "loss", "lr", "grad_norm", "seconds"])
     log.insert(2, "flops", 6.0 * counts["non_embedding"] * log["tokens"])
