@@ -36,6 +36,18 @@ def test_bad_input_is_rejected():
         report.record("x", 1.0, lo=2.0, hi=0.0)
     with pytest.raises(ValueError, match="both ends"):
         report.record("x", 1.0, lo=0.0)
+    with pytest.raises(TypeError, match="'x': the value must be a number"):
+        report.record("x", "0.5")
+
+
+def test_an_infinite_metric_is_stored_and_judged():
+    """JSON has no infinity: an infinite value is kept as "inf"; its text and the rules still read it (a shrunk gpu
+    run once crashed formatting one)."""
+    from caplab.report.rules import Above
+    report = Report("demo", tier="cpu", params={}, output_dir=None)
+    metric = report.record("ratio", float("inf"), lo=1.0, hi=float("inf"))
+    assert (metric.value, metric.hi) == ("inf", "inf") and metric.text() == "ratio = inf [1, inf]"
+    assert Above("ratio", 0.5).apply({"ratio": metric}).verdict == "reproduced"
 
 
 def test_record_all_takes_every_evidence_form(tmp_path):

@@ -73,6 +73,10 @@ class Report:
     def record(self, name: str, value: float | bool | None, *, lo: float | None = None, hi: float | None = None,
                unit: str = "", note: str = "", figure: str | None = None) -> Metric:
         """Record one measured number (with its interval, if any) under a name the claim rules read."""
+        for what, number in (("value", value), ("lo", lo), ("hi", hi)):
+            if not (number is None or isinstance(number, (bool, int, float)) or hasattr(number, "item")):
+                raise TypeError(f"metric {name!r}: the {what} must be a number, a bool or None, not "
+                                f"{type(number).__name__} {number!r:.60}")
         if (lo is None) != (hi is None):
             raise ValueError(f"metric {name!r}: give both ends of the interval or neither")
         if lo is not None and not (lo <= hi):

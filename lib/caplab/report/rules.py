@@ -35,12 +35,11 @@ class Metric:
                 "note": self.note, "figure": self.figure}
 
     def text(self) -> str:
-        if isinstance(self.value, bool) or self.value is None:
-            core = str(self.value)
-        else:
-            core = f"{self.value:.4g}"
+        def number(v):      # an infinite value is stored as "inf" / "-inf" (JSON has no infinity)
+            return str(v) if isinstance(v, (bool, str)) or v is None else f"{v:.4g}"
+        core = number(self.value)
         if self.lo is not None and self.hi is not None:
-            core += f" [{self.lo:.4g}, {self.hi:.4g}]"
+            core += f" [{number(self.lo)}, {number(self.hi)}]"
         return f"{self.name} = {core}{(' ' + self.unit) if self.unit else ''}"
 
 
