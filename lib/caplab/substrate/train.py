@@ -5,6 +5,10 @@ a chosen set of trainable tensors (the rest frozen), a seeded data order, and ca
 It counts exact tokens (non-pad positions processed) and compute as 6 * N * D, with N the non-embedding parameters
 (`flops`) and also all parameters (`flops_total`). With `resume_dir` it saves its full state every `save_every`
 steps and, when started again, continues from the last save with the same result as an uninterrupted run.
+On a GPU it turns on gradient checkpointing only where the run would not fit without it, and refuses one that
+cannot fit at all before any compute (`caplab.substrate.memory`). Under `accelerate launch` the same loop runs on
+several processes, each with its share of every global batch, with the single-process result
+(`caplab.substrate.distributed`).
 
 `train_cached(model_spec, dataset, config)` stores the trained model, its tokenizer, the log and the models saved at
 `checkpoint_tokens` in a cache entry, so a rerun costs nothing; an interrupted run resumes from its scratch folder.
@@ -27,7 +31,7 @@ import pandas as pd
 import torch
 
 from caplab.substrate.data import TokenDataset
-from caplab.substrate import memory, runlog
+from caplab.substrate import distributed, memory, runlog
 from caplab.substrate.models import get_model, load_local, param_counts, resolve_device, strict_from_dict
 
 PROGRESS_EVERY_S = 20.0
@@ -205,6 +209,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt, sched = _optimizer(model, config, total_steps, fused=device.type == "cuda")
+    par = distributed.context()             # one process, or one of several under `accelerate launch`
     order = DataOrder(len(dataset), config.batch_size, config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     state = {"step": 0, "tokens": 0, "log": [], "evals": [], "targets_done": 0, "seconds": 0.0}
@@ -217,6 +222,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
         sched.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
+    wrapped, opt = par.prepare(model, opt)  # the model itself in one process; DDP / FSDP under a launcher
     targets = config.checkpoint_tokens
 
     def autocast():
@@ -235,21 +241,25 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     last_progress = time.perf_counter()
     while state["step"] < total_steps and (config.max_tokens is None or state["tokens"] < config.max_tokens):
         with _phase("step.data"):
-            batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
+            rows = order.indices(state["step"])
+            batch = {k: v.to(device) for k, v in dataset.batch(par.shard(rows)).items()}
         with _phase("step.forward"), autocast():
-            loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
+            loss = loss_fn(wrapped, batch) if loss_fn is not None else wrapped(**batch).loss
+            if par.world > 1:               # this process's share of the global batch's loss tokens
+                loss = par.weight(loss, int((batch["labels"][:, 1:] != -100).sum()),
+                                  int((dataset.labels[rows][:, 1:] != -100).sum()))
         with _phase("step.backward"):
-            loss.backward()
+            par.backward(loss)
         with _phase("step.clip"):
-            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip) if config.grad_clip
-                         else torch.zeros(()))
+            grad_norm = par.clip(trainable, config.grad_clip) if config.grad_clip else torch.zeros(())
+        loss = par.global_loss(loss)
         lr = sched.get_last_lr()[0]
         with _phase("step.optimizer"):
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
         state["step"] += 1
-        state["tokens"] += int(batch["attention_mask"].sum())
+        state["tokens"] += int(dataset.attention_mask[rows].sum())
         last = state["step"] == total_steps or state["tokens"] >= (config.max_tokens or float("inf"))
         if state["step"] % config.log_every == 0 or last:
             state["log"].append({"step": state["step"], "tokens": state["tokens"], "loss": loss.item(), "lr": lr,
@@ -263,7 +273,9 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
             state["targets_done"] += 1
         if state_file is not None and config.save_every and state["step"] % config.save_every == 0:
             state["seconds"] = time.perf_counter() - started
-            _save_state(state_file, model, opt, sched, state)
+            if par.is_main:
+                _save_state(state_file, model, opt, sched, state)
+            par.wait()
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         fire(None)
     if checkpointing:
@@ -346,19 +358,23 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     config = args["config"]
 
     built = []
+    main = distributed.context() if distributed.launched() else None   # one of several processes: see below
 
-    def build(tmp: Path) -> None:
-        built.append(tmp)
+    def run_training():
         scratch = cache.scratch_path(step, args)
         model, tokenizer = get_model(model_spec)
 
         def save_checkpoint(m, info):
-            if info["target_tokens"] is not None:
+            if info["target_tokens"] is not None and (main is None or main.is_main):
                 m.save_pretrained(scratch / _checkpoint_name(info["target_tokens"]))
                 tokenizer.save_pretrained(scratch / _checkpoint_name(info["target_tokens"]))
 
         result = train(model, dataset, config, callbacks=[*callbacks, save_checkpoint], loss_fn=loss_fn,
                        resume_dir=scratch)
+        return model, tokenizer, result, scratch
+
+    def write(tmp: Path, model, tokenizer, result, scratch: Path) -> None:
+        built.append(tmp)
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
         if (scratch / "checkpoints").exists():
@@ -375,7 +391,15 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
              "flops_total": 6.0 * result.n_params["total"] * result.tokens,
              "seconds": float(result.log.seconds.iloc[-1]) if len(result.log) else 0.0}, indent=1))
 
-    run = TrainedRun(cache.directory(step, args, build))
+    if main is not None and not cache.contains(step, args):
+        # under a launcher every process trains (each holds its share of every batch), outside the cache's lock;
+        # the main process writes the entry, the others wait for it and read it back
+        trained = run_training()
+        if main.is_main:
+            cache.directory(step, args, lambda tmp: write(tmp, *trained))
+        main.wait()
+
+    run = TrainedRun(cache.directory(step, args, lambda tmp: write(tmp, *run_training())))
     _summarize(run, f"{step} {runlog.describe(model_spec)}", cached=not built)
     return run
 
