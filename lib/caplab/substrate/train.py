@@ -201,7 +201,8 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     if len(dataset) == 0:
         raise ValueError("empty dataset")
     total_steps = plan_steps(config, dataset)
-    device = resolve_device(config.device)
+    par = distributed.context()             # one process, or one of several under `accelerate launch` (it picks
+    device = resolve_device(config.device)  # each process's own GPU before anything is placed)
     n_trainable = set_trainable(model, config.trainable)
     counts = {**param_counts(model), "trainable": n_trainable}
     checkpointing = plan_memory(model, dataset, config, device, counts)
@@ -209,9 +210,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt, sched = _optimizer(model, config, total_steps, fused=device.type == "cuda")
-    par = distributed.context()             # one process, or one of several under `accelerate launch`
     order = DataOrder(len(dataset), config.batch_size, config.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     state = {"step": 0, "tokens": 0, "log": [], "evals": [], "targets_done": 0, "seconds": 0.0}
     state_file = Path(resume_dir) / "state.pt" if resume_dir is not None else None
     torch.manual_seed(config.seed)
@@ -223,6 +222,7 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
     wrapped, opt = par.prepare(model, opt)  # the model itself in one process; DDP / FSDP under a launcher
+    trainable = [p for p in wrapped.parameters() if p.requires_grad]    # FSDP's own (flat) parameters if sharded
     targets = config.checkpoint_tokens
 
     def autocast():
