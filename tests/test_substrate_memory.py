@@ -123,3 +123,18 @@ def test_a_run_that_cannot_fit_is_refused_before_compute(monkeypatch):
     train(model, data, TrainConfig(steps=1, batch_size=4, device="cpu"))    # fits only with checkpointing: trained
     assert enabled
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_trainer_flags_follow_the_plan(monkeypatch):
+    model = _model("llama")
+    assert memory.trainer_flags(model, tokens=256, device="cpu", autocast=False) == {"gradient_checkpointing": False}
+    need = memory.training_bytes(model.config, **_counts(model), tokens=256, autocast=True,
+                                 frozen_params=_counts(model)["n_params"])
+    for room, expected in ((need.total() * 2, False), (need.total(True) / memory.HEADROOM + 1, True)):
+        monkeypatch.setattr(memory, "device_bytes", lambda device, room=room: room)
+        flags = memory.trainer_flags(model, tokens=256, device="cuda", autocast=True,
+                                     frozen_params=_counts(model)["n_params"])
+        assert flags == {"gradient_checkpointing": expected}
+    monkeypatch.setattr(memory, "device_bytes", lambda device: 1e4)
+    with pytest.raises(MemoryError):
+        memory.trainer_flags(model, tokens=256, device="cuda", autocast=True)

@@ -107,3 +107,18 @@ def device_bytes(device) -> float | None:
     if device.type != "cuda":
         return None
     return float(torch.cuda.get_device_properties(device).total_memory)
+
+
+def trainer_flags(model, *, tokens: int, device, autocast: bool, frozen_params: int = 0,
+                  n_trainable: int | None = None) -> dict[str, bool]:
+    """transformers.Trainer / TRL flags for a run of `model` over `tokens` tokens per device step: gradient
+    checkpointing only where the run needs it on this device (none on a CPU); MemoryError before any compute where
+    it cannot fit. `frozen_params`: a reference policy's (TRL keeps one when beta > 0); `n_trainable`: fewer than
+    all parameters (LoRA)."""
+    total = device_bytes(device)
+    if total is None:
+        return {"gradient_checkpointing": False}
+    n = sum(p.numel() for p in model.parameters())
+    need = training_bytes(model.config, n_params=n, n_trainable=n if n_trainable is None else n_trainable,
+                          tokens=tokens, autocast=autocast, frozen_params=frozen_params)
+    return {"gradient_checkpointing": strategy(need, total) == "checkpointing"}
