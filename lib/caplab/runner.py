@@ -33,10 +33,13 @@ KERNEL_NAME = "caplab"
 # Per-cell timeouts in seconds, per tier: a smoke cell that runs for minutes is a bug, a gpu cell may take hours.
 CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 6 * 3600}
 START_TIMEOUT = 120
-# Defaults for the kernel's environment (a value already set wins): offline hub, text progress, no load bars.
+# Defaults for the kernel's environment (a value already set wins): offline hub, text progress, no load bars, and
+# torch's OpenMP threads sleeping rather than spinning while they wait: on a machine whose cores are busy elsewhere,
+# a 0.1M model's training step with two threads took 0.91-0.98 s spinning and 0.07-0.13 s passive (one thread:
+# 0.07-0.14 s; load 4-6 on two cores, caplab.bench's model, 20 steps).
 KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-              "TRANSFORMERS_VERBOSITY": "error", "TQDM_MININTERVAL": "5"}
+              "TRANSFORMERS_VERBOSITY": "error", "TQDM_MININTERVAL": "5", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @dataclass
