@@ -14,7 +14,9 @@ export HF_DATASETS_OFFLINE ?= 1
 
 .PHONY: setup reproduce test controls lab bench index clean distclean
 
-# One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README).
+# One pip command installs everything, torch pinned in pyproject.toml beside the rest (see README). pip byte-compiles
+# what it installs (120 of a fresh install's 220 s here), and that is kept: with PYTHONDONTWRITEBYTECODE set, as on
+# this project's machines, --no-compile made every notebook kernel compile its imports again (make test 12 -> 15 min).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"

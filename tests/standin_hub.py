@@ -99,10 +99,11 @@ def nominal_params(model_id: str) -> float:
 
 
 def shape(model_id: str) -> tuple[int, int]:
-    """(hidden size, layers) of the stand-in: width grows with the real size, 32 (tens of millions) to 112 (tens of
-    billions), so that a family's stand-ins keep its order and distinct parameter counts."""
-    steps = max(0, min(5, round(math.log10(nominal_params(model_id) / 3e7) * 1.5)))
-    return 32 + 16 * steps, 2
+    """(hidden size, layers) of the stand-in: width grows by 8 with every doubling of the real size, 32 (tens of
+    millions) to 112 (tens of billions), so that a family's stand-ins keep its order and distinct parameter counts
+    (Pythia 70m and 160m included: students and teachers are told apart by size)."""
+    steps = max(0, min(10, round(math.log2(nominal_params(model_id) / 3e7))))
+    return 32 + 8 * steps, 2
 
 
 def training_step(revision: str) -> int:
@@ -122,7 +123,7 @@ def logit_scale(model_id: str, revision: str) -> float:
 def _config(arch: Architecture, model_id: str, tokenizer_info: dict):
     from transformers import AutoConfig
     hidden, layers = shape(model_id)
-    heads = hidden // 16
+    heads = hidden // 8                    # head size 8 (even, for rotary embeddings)
     common = dict(vocab_size=tokenizer_info["vocab_size"], hidden_size=hidden, num_hidden_layers=layers,
                   num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=2048,
                   bos_token_id=tokenizer_info["bos_id"], eos_token_id=tokenizer_info["eos_id"],

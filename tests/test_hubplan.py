@@ -11,7 +11,11 @@ from conftest import REPO
 NOTEBOOKS = REPO / "notebooks"
 
 
-def test_plan_lists_every_model_and_dataset_with_its_cached_size(standin_env, capsys):
+def test_plan_lists_every_model_and_dataset_with_its_cached_size(tmp_path, monkeypatch, capsys):
+    from standin_hub import StandinHub
+    standin_env = StandinHub(tmp_path / "hub")          # its own, empty: the session's hub may hold budget's already
+    for key, value in standin_env.env().items():
+        monkeypatch.setenv(key, value)
     plan = tiers.plan(NOTEBOOKS, "budget", "gpu")
     rows = hubplan.resources(plan.params)
     assert [(r.kind, r.id) for r in rows] == [("model", "Qwen/Qwen2.5-1.5B"), ("dataset", "openai/gsm8k"),
@@ -29,7 +33,11 @@ def test_gpu_hour_estimates_grow_with_the_counts():
     small = tiers.plan(NOTEBOOKS, "shannon", "gpu", shrink=True)
     (h_full, terms), (h_small, _) = (hubplan.gpu_hours("shannon", p.params) for p in (full, small))
     assert h_full > 100 * h_small > 0 and terms
-    assert hubplan.gpu_hours("kappa", tiers.plan(NOTEBOOKS, "kappa", "gpu").params) == (None, [])
+    for paper in ("rl_scaling", "budget", "kappa", "capacity_gap", "densing"):
+        full, small = (hubplan.gpu_hours(paper, tiers.plan(NOTEBOOKS, paper, "gpu", shrink=s).params)[0]
+                       for s in (False, True))
+        assert full > small > 0, paper
+    assert hubplan.gpu_hours("ceilings", tiers.plan(NOTEBOOKS, "ceilings", "gpu").params) == (None, [])
 
 
 def test_fetch_downloads_each_revision_and_prepares_each_dataset(monkeypatch, capsys):
@@ -49,3 +57,9 @@ def test_fetch_downloads_each_revision_and_prepares_each_dataset(monkeypatch, ca
     import os
     assert os.environ["HF_HUB_OFFLINE"] == "0"          # downloads allowed for this command
     assert "done" in capsys.readouterr().out
+
+
+def test_every_gpu_tier_names_its_benchmark_datasets():
+    """densing's benchmark (kind "hf") is a dataset the preflight looks for, like every task's."""
+    needs = preflight.needs(tiers.plan(NOTEBOOKS, "densing", "gpu").params)
+    assert ("dataset", "openbmb/DensingLaw-ScalingBench") in [(n.kind, n.id) for n in needs]

@@ -70,19 +70,59 @@ def test_baselines_are_compared_per_question():
     at_chance = _planted({(100, 0.0): 0.1, (100, 0.5): 0.1, (100, 1.0): 0.12, (3000, 0.0): 0.0, (3000, 0.1): 0.1,
                           (3000, 1.0): 0.6})
     ev = allocation.claim_evidence(at_chance, n_boot=200, base=_base())
-    assert ev["small_budgets_best_minus_majority"][1] < 0 and ev["small_sft_minus_majority"][2] < 0
+    assert ev["small_budgets_best_minus_chance"][1] < 0 and ev["small_sft_minus_chance"][2] < 0
     learned = _planted({(100, 0.0): 0.1, (100, 1.0): 0.5, (3000, 0.0): 0.0, (3000, 0.1): 0.5, (3000, 1.0): 0.6})
     ev = allocation.claim_evidence(learned, n_boot=200, base=_base())
-    assert ev["small_budgets_best_minus_majority"][1] > 0.15 and ev["small_sft_minus_majority"][1] > 0.15
+    assert ev["small_budgets_best_minus_chance"][1] > 0.15 and ev["small_sft_minus_chance"][1] > 0.15
 
 
 def test_dpo_gain_is_read_against_its_own_sft_start():
-    acc = {(100, 1.0): 0.3, (1000, 0.0): 0.25, (1000, 0.1): 0.35, (1000, 1.0): 0.5}
+    """Each run carries its SFT start's per-question scores; DPO's gain is the final model minus that start."""
+    acc = {(1000, 0.1): 0.55, (1000, 0.5): 0.6, (1000, 1.0): 0.5}
     long = _planted(acc)
-    long["n_sft"] = (long.share * long.budget).round().astype(int)
-    long["n_pft"] = long.budget - long.n_sft
+    rng = np.random.default_rng(1)
+    start = {0.1: 0.3, 0.5: 0.6, 1.0: None}
+    long["start_correct"] = [c if start[s] is None else rng.random() < start[s]
+                             for c, s in zip(long.correct, long.share)]
+    means = long.groupby("share")[["correct", "start_correct"]].mean()
+    gain = means.correct - means.start_correct
     value, lo, hi = allocation.claim_evidence(long, n_boot=200, base=_base())["dpo_gain_large"]
-    assert lo > 0 and abs(value - 0.25) < 0.06          # DPO on the base: 0.25 over a base model at 0
+    assert lo > 0 and abs(value - gain[0.1]) < 1e-9 and gain[0.1] > 0.1     # the best gain: share 0.1 (0.3 -> 0.55)
+    gains = allocation.dpo_gains(long, n_boot=200).set_index("dpo")
+    assert abs(gains.loc["after SFT", "gain"] - gain[[0.1, 0.5]].mean()) < 1e-9 and gains.loc["after SFT", "runs"] == 2
+
+
+def test_seeds_are_resampled_with_the_questions():
+    """Arms that differ only by a per-seed offset: with seeds resampled the interval covers the spread of seeds."""
+    frames = []
+    for seed, shift in zip(range(3), (-0.15, 0.0, 0.15)):
+        one = _planted({(3000, 0.5): 0.5 + shift, (3000, 1.0): 0.5}, n=400, seed=seed)
+        frames.append(one.assign(seed=seed))
+    long = pd.concat(frames, ignore_index=True)
+    value, lo, hi = allocation.claim_evidence(long, n_boot=400)["best_mix_minus_sft_only_large"]
+    _, lo1, hi1 = allocation.claim_evidence(frames[2], n_boot=400)["best_mix_minus_sft_only_large"]
+    assert hi - lo > 1.5 * (hi1 - lo1) and lo < 0 < hi
+    table = allocation.accuracy_table(long)
+    assert (table.seeds == 3).all() and table.set_index("share").loc[0.5, "hi"] - table.set_index(
+        "share").loc[0.5, "lo"] > 0.2
+
+
+def test_draws_are_nested_within_a_seed_and_differ_across_seeds():
+    pool = pd.DataFrame({"prompt": [f"p{i}" for i in range(50)]})
+    assert list(allocation.draw(pool, 5, 0).prompt) == [f"p{i}" for i in range(5)]
+    small, large = allocation.draw(pool, 5, 1), allocation.draw(pool, 20, 1)
+    assert list(large.prompt[:5]) == list(small.prompt) and list(small.prompt) != list(allocation.draw(pool, 5, 0).prompt)
+    with pytest.raises(ValueError):
+        allocation.draw(pool, 51, 0)
+
+
+def test_first_step_baseline_and_the_dpo_choice():
+    prompts = ["Question: 7-3+5\nAnswer:", "Question: 2+6\nAnswer:"]
+    assert list(allocation.first_step_correct(prompts, ["9", "8"])) == [0.0, 1.0]
+    assert allocation.first_step_correct(["Natalia sold clips"], ["72"]) is None
+    assert allocation.first_step_correct(["Question: Natalia sold 48 clips\nAnswer:"], ["72"]) is None
+    sweep = pd.DataFrame({"lr": [1e-5, 1e-4, 1e-3], "beta": [0.1, 0.1, 1.0], "preference_accuracy": [0.6, 0.8, 0.7]})
+    assert allocation.choose_dpo(sweep) == {"lr": 1e-4, "beta": 0.1}
 
 
 def test_the_best_of_equal_arms_is_not_an_effect():

@@ -7,7 +7,7 @@ import pytest
 from caplab.papers import ceilings as paper
 from caplab.science import capability
 
-LOG_PARAMS = np.log10(np.geomspace(2e4, 8e5, 5))
+LOG_PARAMS = np.log10(np.geomspace(2e4, 3.2e5, 5))
 
 
 def test_fact_mentions_and_bands():
@@ -108,3 +108,32 @@ def test_mass_covariation_follows_the_incorrect_mass():
     cov = capability.mass_covariation(chain).set_index("question").spearman
     assert (cov.iloc[:20] > 0.99).all()
     assert cov.iloc[20:].abs().mean() < 0.5
+
+
+def test_tail_minus_zero_band_removes_the_rise_every_band_shares():
+    rng = np.random.default_rng(1)
+    zero = _band_rows(rng, 1500, 1.0, -1.0, 0).assign(band="0")          # a rise that is not knowledge
+    tail = _band_rows(rng, 1500, 1.0, -1.0, 1500).assign(band="1")       # the same rise, no more
+    seen = _band_rows(rng, 1500, 3.0, 0.0, 3000).assign(band="16+")
+    final = pd.concat([zero, tail, seen], ignore_index=True)
+    guessers = pd.DataFrame({"question": np.arange(4500), "chance": 0.25, "corpus_prior": 0.2, "answer_prior": 0.1})
+    ev = paper.knowledge_evidence(final, guessers, n_boot=300, rng=rng)
+    assert ev["knowledge_tail_accuracy_slope"][1] > 0                       # the tail alone rises ...
+    value, lo, hi = ev["knowledge_tail_minus_zero_accuracy_slope"]
+    assert lo < 0 < hi and hi - lo < 0.1                                    # ... no faster than the zero band
+    assert value == pytest.approx(ev["knowledge_tail_accuracy_slope"][0] - ev["knowledge_m0_accuracy_slope"][0])
+    assert ev["knowledge_control_minus_zero_accuracy_slope"][1] > 0.1
+
+
+def test_swap_pair_of_a_hub_family_and_bad_input():
+    members = pd.DataFrame([{"pretrained": "EleutherAI/pythia-410m", "revision": r, "target_tokens": t,
+                             "params_non_embedding": 3e8, "path": None} for r, t in (("step33000", 1), ("step143000", 2))])
+    donor = {"pretrained": "EleutherAI/pythia-410m-seed1", "revision": "main"}
+    recipient, got = paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, donor, "EleutherAI/pythia-410m")
+    assert recipient == {"pretrained": "EleutherAI/pythia-410m", "revision": "step143000"} and got == donor
+    with pytest.raises(ValueError, match="not one of the family"):
+        paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, donor, "EleutherAI/pythia-1b")
+    with pytest.raises(ValueError, match="needs swap_donor"):
+        paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, {}, "")
+    with pytest.raises(ValueError, match="trains its own donor"):
+        paper.swap_pair(members, {"kind": "tiny"}, None, {}, {}, 1, donor, "")

@@ -10,16 +10,110 @@ from caplab.stats import laws
 from caplab.stats.fit_compare import compare_grouped
 
 
-def test_basin_evidence_controls_the_false_discovery_rate_and_reads_the_clean_control():
-    found = pd.DataFrame({"perturbation": ["noise"] * 10 + ["none"] * 5,
-                          "p_value": [1e-6, 1e-5] + [0.5] * 8 + [0.03] + [0.9] * 4})
-    ev = exp.basin_evidence(found)
-    assert ev["perturbed_basins"] == 2 and ev["clean_basins"] == 0          # 0.03 alone is no discovery among 5
-    assert ev["basin_excess_over_clean"] == 2 and ev["perturbed_series"] == 10
-    value, lo, hi = ev["basin_rate_perturbed_minus_clean"]
-    assert value == pytest.approx(0.2) and lo < value < hi
+def _scan(rng, bump, lucky=0.0, n_blocks=64):
+    """A scan with per-block losses: 4 models x 8 checkpoints, monotone decreasing clean losses, a perturbed
+    setting "noise 1" drawn twice whose mean adds `bump` x a U along tokens, and whose first draw alone also dips
+    by `lucky` at one interior checkpoint of every model (a lucky draw, not a basin)."""
+    rows, blocks = [], []
+    difficulty = rng.normal(0, 0.1, n_blocks)
+    tokens = np.geomspace(5e4, 1.2e6, 8)
+    for setting, draws in (("none", [0]), ("noise 1", [0, 1])):
+        for draw in draws:
+            for m, n in enumerate([1e4, 3e4, 1e5, 3e5]):
+                for j, t in enumerate(tokens):
+                    mean = 2 + 100 / n ** 0.3 + 30 / t ** 0.3
+                    if setting != "none":
+                        mean += 0.2 + bump * 0.4 * np.log(t / 2.5e5) ** 2 - (lucky if draw == 0 and j == 6 else 0)
+                    rows.append(dict(setting=setting, perturbation=setting.split()[0], draw=draw, model=f"m{m}",
+                                     params_non_embedding=n, target_tokens=int(t), tokens=t))
+                    blocks.append(mean + difficulty + rng.normal(0, 0.03, n_blocks))
+    return pd.DataFrame(rows), np.array(blocks)
+
+
+def test_basins_are_found_where_planted_and_a_lucky_draw_cannot_fake_one():
+    from caplab.science.basin_test import basin_test
+    rng = np.random.default_rng(0)
+    settings, series = basin_test(*_scan(rng, bump=1.0), n=400, seed=0)
+    assert settings.set_index("setting").basin.to_dict() == {"none": False, "noise 1": True}
+    ev = exp.basin_evidence(settings)
+    assert ev["basin_settings"] == 1 and ev["clean_basin"] == 0 and ev["perturbed_settings"] == 1
+    value, lo, hi = ev["basin_deepest_minus_clean"]
+    assert 0 < lo < value < hi
+    assert set(series.along) == {"tokens", "params"} and len(series) == 2 * (4 + 8)
+    # one draw dips by 0.15 nats at an interior checkpoint: a single-draw scan reads U-shapes there ...
+    frame, blocks = _scan(np.random.default_rng(1), bump=0.0, lucky=0.15)
+    lucky = frame.setting.eq("none") | frame.draw.eq(0)
+    single, _ = basin_test(frame[lucky].reset_index(drop=True), blocks[lucky.to_numpy()], n=400, seed=0)
+    assert single.set_index("setting").basin["noise 1"]
+    # ... the two-draw test locates the minimum on one draw and measures it on the other: no basin
+    settings, _ = basin_test(frame, blocks, n=400, seed=0)
+    assert not settings.basin.any()
     with pytest.raises(ValueError, match="clean"):
-        exp.basin_evidence(found[found.perturbation != "none"])
+        basin_test(frame[frame.setting != "none"], blocks[(frame.setting != "none").to_numpy()])
+    with pytest.raises(ValueError, match="one row per frame row"):
+        basin_test(frame, blocks[:3])
+
+
+def test_law_fits_are_cached_and_read_back(tmp_path):
+    from caplab.science import law_fits
+    from caplab.substrate.cache import Cache
+    frame = _table(np.random.default_rng(0), 0.3).assign(fit_row=lambda f: f.N < f.N.max())
+    cache = Cache(tmp_path, version="v1")
+    args = dict(by=["setting"], inputs={"N": "N", "D": "D"}, train="fit_row", starts=3, seed=0, warn=False)
+    first = law_fits.compare_groups(frame, ["Kaplan", "Chinchilla"], cache=cache, **args)
+    again = law_fits.compare_groups(frame, ["Kaplan", "Chinchilla"], cache=cache, **args)
+    assert cache.hits >= 1 and cache.misses == 1
+    for a, b in zip(first, again):
+        pd.testing.assert_frame_equal(a, b)
+    direct = law_fits.compare_groups(frame, ["Kaplan", "Chinchilla"], cache=False, **args)
+    pd.testing.assert_frame_equal(first[0], direct[0])
+    changed = frame.assign(loss=frame.loss * 1.01)
+    law_fits.compare_groups(changed, ["Kaplan", "Chinchilla"], cache=cache, **args)
+    assert cache.misses == 2                                          # other data: refitted
+    draws = law_fits.bootstrap_groups(frame, "Chinchilla", by="setting", inputs={"N": "N", "D": "D"}, n=3,
+                                      cache=cache, starts=3, warn=False)
+    assert sorted(draws.replicate.unique()) == [-1, 0, 1, 2] and len(draws) == 2 * 4
+    with pytest.raises(ValueError, match="unknown law"):
+        law_fits.compare_groups(frame, ["Nope"], cache=False, **args)
+
+
+def test_exponent_evidence_reads_the_per_fit_draws_and_the_d_term_share():
+    base = dict(a=0.012, b=1.0, c=1e-6, d=1e-6, e=1.0, alpha=0.15, beta=0.5, gamma=0.3, delta=0.8)
+    rows = []
+    for setting, d, shift in (("none", 1e-6, 0.0), ("noise 1", 1e-4, 0.3)):
+        for r in range(-1, 5):
+            rows.append({"setting": setting, "replicate": r, **base, "d": d, "delta": 0.8 + shift + 0.01 * max(r, 0),
+                         "r2": 0.99 if r < 0 else np.nan, "converged": True if r < 0 else np.nan})
+    points = pd.DataFrame({"setting": ["none", "none", "noise 1", "noise 1"], "params_non_embedding": [1e4, 1e5] * 2,
+                           "tokens": [1e6, 1e6, 1e6, 1e6]})
+    ev, table = exp.exponent_evidence(pd.DataFrame(rows), points)
+    assert ev["shannon_delta_minus_beta"][0] == pytest.approx(0.6)
+    assert ev["shannon_delta_minus_beta_perturbed_minus_clean"][0] == pytest.approx(0.3)
+    assert ev["d_term_share_perturbed"] > 10 * ev["d_term_share_clean"] > 0
+    for name in ("shannon_delta_minus_beta", "shannon_delta_minus_beta_clean"):
+        value, lo, hi = ev[name]
+        assert lo <= value <= hi
+
+
+def test_parameters_refuse_checkpoints_inside_the_warm_up_and_a_single_draw():
+    import yaml
+    from caplab.params import from_namespace
+    from conftest import REPO
+    cpu = {**yaml.safe_load((REPO / "notebooks" / "params" / "shannon" / "cpu.yaml").read_text()), "tier": "cpu"}
+    from_namespace(exp.Params, cpu)
+    with pytest.raises(ValueError, match="inside the warm-up"):
+        from_namespace(exp.Params, {**cpu, "checkpoints": {**cpu["checkpoints"], "first": 40000}})
+    with pytest.raises(ValueError, match="at least 2 distinct seeds"):
+        from_namespace(exp.Params, {**cpu, "perturbation_seeds": [0]})
+
+
+def test_carry_forward_holds_the_largest_models_last_fitted_loss():
+    frame = pd.DataFrame({"setting": "none", "params_non_embedding": np.repeat([1e4, 1e5], 4),
+                          "target_tokens": np.tile([1, 2, 3, 4], 2), "loss": np.arange(8.0)})
+    protocol, largest = exp.extrapolation_protocol(frame, 1)
+    held = protocol[~protocol.fit_row]
+    assert list(held.target_tokens) == [3, 4] and largest == 1e5
+    assert list(exp.carry_forward(held, frame, 1)) == [5.0, 5.0]
 
 
 def _table(rng, shift):

@@ -107,3 +107,28 @@ def test_every_checkpoint_and_trained_run_loads_on_the_gpu(monkeypatch, tmp_path
     monkeypatch.setattr(train, "load_local", lambda path, device=None: loads.append(device))
     train.TrainedRun(tmp_path).load()
     assert models.resolve_device(loads[0]) == torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def llama_bpe():
+    """A SentencePiece-style BPE (Llama's, TinyLlama's kind): "▁" for spaces, prepended to the text's first word."""
+    core = train_tokenizer("llama", [PROMPT + COMPLETION, "Answer: 72", "How many clips are there?"] * 30,
+                           vocab_size=400)
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>")
+
+
+def test_a_completion_gets_no_space_the_text_does_not_have(llama_bpe):
+    """Encoded alone, Llama's tokenizer starts "72 clips" with "▁72" (a space); as the prompt's continuation it has
+    none, and prompt + completion spell the original text."""
+    alone = llama_bpe("72 clips", add_special_tokens=False).input_ids
+    assert llama_bpe.convert_ids_to_tokens(alone)[0].startswith("▁")            # the defect being avoided
+    context, completion = data.encode_pair(llama_bpe, PROMPT, COMPLETION)
+    assert not llama_bpe.convert_ids_to_tokens(completion)[0].startswith("▁")
+    assert llama_bpe.decode(context + completion, skip_special_tokens=True) == PROMPT + COMPLETION
+    assert data.encode_continuation(llama_bpe, " clips") == llama_bpe("x clips", add_special_tokens=False).input_ids[-1:]
+
+
+def test_byte_level_continuations_equal_the_text_alone(bpe):
+    for text in ("72 clips", " 72", "clips\n"):
+        assert data.encode_continuation(bpe, text) == bpe(text, add_special_tokens=False).input_ids

@@ -107,3 +107,21 @@ def test_bigram_floor_predicts_the_most_frequent_successor():
     floor = bigram_floor(train, held)
     # after 1 the bigram says 2 (twice against 3 once), after 2 it says 1: right, right, then 2 where 5 follows
     assert floor.scored.tolist() == [3] and floor.hits.tolist() == [2]
+
+
+def test_answer_only_loss_masks_arithmetic_prompts_only():
+    from caplab.science.capability import answer_only_loss
+    from caplab.substrate.data import pack_blocks
+    from caplab.substrate.tokenizer import char_tokenizer
+
+    tok = char_tokenizer()                                      # the tiny family's tokenizer
+    packed = pack_blocks(["ab:cd", "12+34=64", "hi there.", "99+99=891", "xy:zz"], tok, 12)   # 3 full blocks
+    masked = answer_only_loss(packed, tok)
+    assert torch.equal(masked.input_ids, packed.input_ids)
+    text = "".join("_" if lab == -100 else tok.decode([i]) if i != tok.eos_token_id else "|"
+                   for i, lab in zip(packed.input_ids.reshape(-1).tolist(), masked.labels.reshape(-1).tolist()))
+    # a text with "=" loses its prompt (bos, operands, "="), keeps answer and eos; others keep everything; a text
+    # cut by a block boundary ("<bos>12+3" | "4=64") is judged on each part
+    assert text.replace(tok.decode([tok.bos_token_id]), "^") == "^ab:cd|^12+3__64|^hi there.|_______8"
+    with pytest.raises(ValueError, match="one token"):
+        answer_only_loss(packed, tok, marker="+=")

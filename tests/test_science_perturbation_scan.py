@@ -104,3 +104,7 @@ def test_damage_slopes_take_the_model_as_the_unit():
     trend = damage_slopes(pd.DataFrame(rows), "quant", 2)
     assert trend["n"] == 3 and set(trend["slopes"]) == {"a", "b", "c"}
     assert trend["lo"] < 0.05 < trend["hi"] and abs(trend["slope"] - 0.05) < 0.01
+    mean, lo, hi = trend["normalised"]                   # damage per unit of the clean loss drop (0.1 per e-fold)
+    assert lo < 0.5 < hi and abs(mean - 0.5) < 0.1
+    mean, lo, hi = trend["normalised"]                   # damage per unit of the clean loss drop (0.1 per e-fold)
+    assert lo < 0.5 < hi and abs(mean - 0.5) < 0.1

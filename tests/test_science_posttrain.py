@@ -49,3 +49,13 @@ def test_dpo_raises_chosen_over_rejected_against_the_reference():
     assert margin(tuned) > margin(start) + 1.0
     with pytest.raises(ValueError, match="as many chosen"):
         posttrain.dpo(start, ["a"], ["b", "c"], ["d"], {})
+
+
+def test_fixed_steps_equalise_optimisation_and_a_model_ranks_pairs_against_itself_at_half():
+    assert posttrain.SFTSettings(fixed_steps=40).steps(5) == 40 == posttrain.SFTSettings(fixed_steps=40).steps(5000)
+    with pytest.raises(ValueError):
+        posttrain.DPOSettings(fixed_steps=-1)
+    prompts, chosen, rejected = ["Question: 1+2\nAnswer:"] * 3, [" Step 1: 1+2=3\n#### 3"] * 3, [" #### 4"] * 3
+    assert posttrain.preference_accuracy(TINY, TINY, prompts, chosen, rejected) == 0.5
+    with pytest.raises(ValueError):
+        posttrain.preference_accuracy(TINY, TINY, prompts, chosen, rejected[:1])

@@ -149,6 +149,7 @@ def test_information_criteria_formulas():
     aic, bic = information_criteria(r, k)
     assert aic == pytest.approx(n * math.log(rss / n) + 2 * k)
     assert bic == pytest.approx(n * math.log(rss / n) + k * math.log(n))
+    assert all(math.isnan(v) for v in information_criteria(np.zeros(3), 3))      # an exact fit: not rankable
     law, truth, design, sigma, _ = CASES["power"]
     fit = fit_law(law, synthetic(law, truth, design, sigma), starts=3)
     res = fit.residuals()

@@ -64,3 +64,29 @@ def test_answers_are_read_as_gsm8k_writes_them_and_rewarded_binary():
     assert chains.correct_reward([" Step 1: 2+3=5\n#### 5", "#### 4", "5"], ["5", "5", "5"]) == [1.0, 0.0, 0.0]
     assert chains.correct_reward([[{"role": "assistant", "content": "#### 7"}]], ["7"]) == [1.0]
     assert np.isclose(sum(chains.correct_reward(["#### 3"] * 4, ["3", "3", "2", "3"])), 3.0)
+
+
+def test_worked_corpus_practises_the_skill_in_other_forms_and_skips_held_out_questions():
+    assert chains.worked_text("7-3+5") == "7-3+5: 7-3=4, 4+5=9 => 9"
+    assert chains.worked_answer(" 7-3=4, 4+5=9 => 9") == "9" and chains.worked_answer("7-3=4") is None
+    held = set(chains.problems(150, (1, 2), seed=2).question)
+    lines = chains.worked_corpus(2000, (1, 2), seed=5, exclude=held, n_forms=4)
+    assert len(lines) == 2000 and len({line.split("\n")[0][:9] for line in lines}) > 4
+    for line in lines:
+        assert "Step" not in line and "####" not in line
+        question = re.split(r": |\.\n| gives |\nAnswer", line.removeprefix("Work out ").removeprefix("Question: "))[0]
+        assert question not in held
+        start, ops = chains._parse(question)
+        value = start
+        for op, b in ops:
+            value = value + b if op == "+" else value - b
+        assert line.rstrip(".").endswith(str(value))
+    with pytest.raises(ValueError):
+        chains.worked_corpus(10, n_forms=9)
+
+
+def test_first_step_guesser_and_question_of():
+    assert chains.first_step_answer("7-3+5") == "4" and chains.first_step_answer("2+6") == "8"
+    assert chains.question_of("Question: 7-3+5\nAnswer:") == "7-3+5"
+    with pytest.raises(ValueError):
+        chains.question_of("7-3+5:")

@@ -132,3 +132,12 @@ def test_member_spec_names_local_and_hub_members_alike():
     assert member_spec(hub.iloc[0]) == {"pretrained": "EleutherAI/pythia-70m", "revision": "step1000"}
     with pytest.raises(ValueError, match="needs a `path`"):
         member_spec({"model": "x"})
+
+
+def test_member_spec_of_a_frame_row_without_revision():
+    """A frame mixing rows with and without a revision holds NaN for the missing ones: read as "main"."""
+    from caplab.substrate.family import member_spec
+    frame = pd.DataFrame([{"pretrained": "a/b", "revision": "step1"}, {"pretrained": "c/d", "revision": None},
+                          {"pretrained": "e/f", "revision": np.nan}])
+    specs = [member_spec(row) for row in frame.to_dict("records")]
+    assert [s["revision"] for s in specs] == ["step1", "main", "main"]

@@ -1,15 +1,22 @@
-"""How fast this machine trains tiny models, beside its fp32 matmul peak.
+"""How fast this machine trains tiny models, beside its fp32 matmul peak, and where a step's time goes.
 
-    python -m caplab.bench --out bench/bench.json
+    python -m caplab.bench --out bench/bench.json [--compile]
 
-Measures training throughput (tokens/s, achieved FLOP/s = 6 N tokens/s with N non-embedding and total
-parameters) with the project's own loop for three model sizes, and the fp32 peak as the best time of a large
-`torch.matmul`. Prints a table and writes JSON (atomically). Takes about a minute on two CPU cores.
+For three sizes (about 25k, 100k and 760k non-embedding parameters, the cpu tier's range) it measures:
+- the profile of one training step of the project's own loop (`caplab.step_profile`): seconds by phase and by kind
+  of work (matmul, attention, normalisation, elementwise, optimizer, data loading, framework and Python overhead);
+- the aggregate training throughput of each way to run a sweep of independent runs on this machine: one process
+  using every core's thread (the plain loop), one single-thread process per core (`caplab.substrate.sweep`, what
+  the notebooks use), the latter at four times the batch, and with `--compile` one process with `torch.compile`.
+Throughput is tokens/s summed over the processes, as achieved FLOP/s (6 N tokens/s, N non-embedding) and as a share
+of the fp32 peak: the best time of a large `torch.matmul` using every core. Prints tables; writes JSON atomically.
+A benchmark, not a test: run it on a quiet machine (another process on the cores changes everything).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -17,16 +24,20 @@ import time
 
 import torch
 
+from caplab.step_profile import profile_step
 from caplab.substrate import data, models
 from caplab.substrate.cache import atomic_write_text
+from caplab.substrate.family import log_spaced_shapes
+from caplab.substrate.sweep import workers
 from caplab.substrate.train import TrainConfig, resolve_device, train
 
-SIZES = {"0.1M": 24, "1M": 10, "10M": 5}         # preset -> timed steps
+SIZES = {"25k": 2.5e4, "100k": 1e5, "760k": 7.6e5}     # non-embedding parameters, the cpu tier's range
+STEPS = {"25k": 24, "100k": 16, "760k": 8}             # timed steps per size
 BATCH, SEQ = 16, 128
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """Best achieved FLOP/s of an n x n fp32 matmul (2 n^3 FLOPs)."""
+    """Best achieved FLOP/s of an n x n fp32 matmul (2 n^3 FLOPs) with this process's threads."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     best = float("inf")
     for _ in range(repeats + 1):
@@ -40,39 +51,124 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
-def training_speed(size: str, steps: int, blocks, device: str) -> dict:
-    """Median step time of the training loop for a preset size, after two warm-up steps."""
-    model, _ = models.tiny_model({"size": size, "max_seq_len": SEQ})
+def shape_of(size: str) -> dict:
+    """The tiny shape (TinySpec dict) of a size label: `log_spaced_shapes`' rule at that parameter count."""
+    target = SIZES[size]
+    shape = log_spaced_shapes(1, target, target, max_seq_len=SEQ)[0]
+    return {k: v for k, v in shape.items() if k != "name"}
+
+
+def training_speed(shape: dict, steps: int, blocks, device: str, *, batch: int = BATCH, compile: bool = False
+                   ) -> dict:
+    """Median step time of the training loop for a shape, after two warm-up steps (three when compiling, whose
+    first steps compile; the compile time is reported)."""
+    model, _ = models.tiny_model(dict(shape))
     counts = models.param_counts(model)
-    config = TrainConfig(steps=steps + 2, batch_size=BATCH, warmup_steps=1, device=device)
+    started = time.perf_counter()
+    if compile:
+        model = torch.compile(model)
+    warm = 3 if compile else 2
+    config = TrainConfig(steps=steps + warm, batch_size=batch, warmup_steps=1, device=device, log_every=1)
     log = train(model, blocks, config).log
-    step_s = statistics.median(log.seconds.diff().dropna().iloc[1:])
-    tokens_per_s = BATCH * SEQ / step_s
-    return {"size": size, "non_embedding": counts["non_embedding"], "total": counts["total"], "step_s": step_s,
-            "tokens_per_s": tokens_per_s, "flops_per_s": 6 * counts["non_embedding"] * tokens_per_s,
-            "flops_per_s_total": 6 * counts["total"] * tokens_per_s}
+    step_s = statistics.median(log.seconds.diff().dropna().iloc[warm - 1:])
+    tokens_per_s = batch * SEQ / step_s
+    return {"non_embedding": counts["non_embedding"], "total": counts["total"], "step_s": step_s,
+            "tokens_per_s": tokens_per_s, "first_steps_s": float(log.seconds.iloc[warm - 1]),
+            "setup_s": time.perf_counter() - started - float(log.seconds.iloc[-1])}
 
 
-def run(device: str = "auto") -> dict:
+def _child(conn, shape, steps, blocks, batch):
+    torch.set_num_threads(1)
+    try:
+        conn.send(training_speed(shape, steps, blocks, "cpu", batch=batch))
+    except BaseException as error:           # reported, not raised: the parent writes it in the table
+        conn.send({"error": repr(error)})
+    conn.close()
+
+
+def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH) -> dict:
+    """`n` single-thread processes each training its own copy at the same time: tokens/s summed."""
+    context = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    for _ in range(n):
+        parent, child = context.Pipe(duplex=False)
+        proc = context.Process(target=_child, args=(child, shape, steps, blocks, batch))
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    results = [p.recv() for p in pipes]
+    for proc in procs:
+        proc.join()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    return {"non_embedding": results[0]["non_embedding"], "total": results[0]["total"],
+            "step_s": statistics.mean(r["step_s"] for r in results),
+            "tokens_per_s": sum(r["tokens_per_s"] for r in results)}
+
+
+def run(device: str = "auto", *, compile: bool = False, sizes: dict | None = None, profile_steps: int = 8,
+        matmul_n: int = 2048, corpus_docs: int = 4000) -> dict:
     dev = resolve_device(device)
+    sizes = sizes or STEPS
     tokenizer = models.tiny_model("0.1M")[1]
-    blocks = data.pack_blocks(data.zipf_language(4000, seed=0), tokenizer, SEQ)
-    peak = matmul_peak(dev)
-    rows = [training_speed(size, steps, blocks, device) for size, steps in SIZES.items()]
-    for row in rows:
-        row["fraction_of_peak"] = row["flops_per_s"] / peak
-    return {"device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    blocks = data.pack_blocks(data.zipf_language(corpus_docs, seed=0), tokenizer, SEQ)
+    threads = torch.get_num_threads()
+    peak = matmul_peak(dev, matmul_n)
+    torch.set_num_threads(1)
+    peak_one = matmul_peak(dev, matmul_n)
+    torch.set_num_threads(threads)
+    cores = workers()
+    strategies = {f"1 process x {threads} threads": lambda s, k: training_speed(s, k, blocks, device)}
+    if dev.type == "cpu":
+        strategies[f"{cores} processes x 1 thread"] = lambda s, k: processes_speed(s, k, blocks, cores)
+        strategies[f"{cores} processes x 1 thread, batch x4"] = (
+            lambda s, k: processes_speed(s, max(k // 4, 3), blocks, cores, batch=4 * BATCH))
+    if compile:
+        strategies[f"1 process x {threads} threads, torch.compile"] = (
+            lambda s, k: training_speed(s, k, blocks, device, compile=True))
+    rows, profiles = [], []
+    for size, steps in sizes.items():
+        shape = shape_of(size)
+        profiles.append({"size": size, **profile_step(shape, blocks, batch_size=BATCH, steps=profile_steps,
+                                                      device=str(dev))})
+        for name, measure in strategies.items():
+            try:
+                row = measure(shape, steps)
+            except Exception as error:       # a strategy that cannot run here (say, no compiler) is reported
+                row = {"error": repr(error)}
+            if "error" not in row:
+                row["flops_per_s"] = 6 * row["non_embedding"] * row["tokens_per_s"]
+                row["fraction_of_peak"] = row["flops_per_s"] / peak
+            rows.append({"size": size, "strategy": name, **row})
+    return {"device": str(dev), "threads": threads, "cores": cores, "torch": torch.__version__,
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "batch": [BATCH, SEQ],
-            "matmul_peak_flops_per_s": peak, "training": rows}
+            "load_average": os.getloadavg(), "matmul_peak_flops_per_s": peak,
+            "matmul_peak_one_thread_flops_per_s": peak_one, "training": rows, "profiles": profiles}
 
 
 def table(result: dict) -> str:
-    lines = [f"device {result['device']}, {result['threads']} threads, fp32 matmul peak "
-             f"{result['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s, batch {result['batch'][0]} x {result['batch'][1]}",
-             f"{'size':>6} {'non-emb':>10} {'s/step':>8} {'tok/s':>10} {'GFLOP/s':>9} {'of peak':>8}"]
+    lines = [f"device {result['device']}, {result['threads']} threads, {result['cores']} cores, load average "
+             f"{result['load_average'][0]:.1f}; fp32 matmul peak {result['matmul_peak_flops_per_s'] / 1e9:.1f} "
+             f"GFLOP/s ({result['matmul_peak_one_thread_flops_per_s'] / 1e9:.1f} on one thread); batch "
+             f"{result['batch'][0]} x {result['batch'][1]}", "",
+             "where one step's time goes (ms per step; one process, its threads)"]
+    kinds = sorted({k for p in result["profiles"] for k in p["kinds"]},
+                   key=lambda k: -max(p["kinds"].get(k, 0) for p in result["profiles"]))
+    lines.append(f"{'kind':>26} " + " ".join(f"{p['size']:>9}" for p in result["profiles"]))
+    lines.append(f"{'step':>26} " + " ".join(f"{p['step_s'] * 1e3:>9.1f}" for p in result["profiles"]))
+    for kind in kinds:
+        lines.append(f"{kind:>26} " + " ".join(
+            f"{p['kinds'].get(kind, 0) * 1e3:>6.1f} {p['kinds'].get(kind, 0) / p['step_s']:>3.0%}"
+            if p["step_s"] else f"{'-':>9}" for p in result["profiles"]))
+    lines += ["", "aggregate throughput by strategy",
+              f"{'size':>6} {'non-emb':>9} {'strategy':<40} {'s/step':>8} {'tok/s':>9} {'GFLOP/s':>8} {'of peak':>8}"]
     for r in result["training"]:
-        lines.append(f"{r['size']:>6} {r['non_embedding']:>10,} {r['step_s']:>8.3f} {r['tokens_per_s']:>10,.0f} "
-                     f"{r['flops_per_s'] / 1e9:>9.1f} {r['fraction_of_peak']:>8.1%}")
+        if "error" in r:
+            lines.append(f"{r['size']:>6} {'':>9} {r['strategy']:<40} failed: {r['error'][:60]}")
+            continue
+        lines.append(f"{r['size']:>6} {r['non_embedding']:>9,} {r['strategy']:<40} {r['step_s']:>8.3f} "
+                     f"{r['tokens_per_s']:>9,.0f} {r['flops_per_s'] / 1e9:>8.1f} {r['fraction_of_peak']:>8.1%}")
     return "\n".join(lines)
 
 
@@ -80,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/bench.json", help="where to write the JSON result")
     parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda'")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (minutes of compiling)")
     args = parser.parse_args(argv)
-    result = run(args.device)
+    result = run(args.device, compile=args.compile)
     print(table(result))
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -139,7 +139,43 @@ def _budget(p: dict) -> list[tuple[str, float]]:
     return [("SFT runs", sft), ("DPO runs (policy and reference)", dpo), ("greedy scoring of every run", scoring)]
 
 
-ESTIMATES = {"shannon": _shannon, "rl_scaling": _rl_scaling, "budget": _budget}
+def _kappa(p: dict) -> list[tuple[str, float]]:
+    n = _n(p["base_model"].get("pretrained", ""), p)
+    f = p["finetune"]
+    tokens = f.get("steps", 0) * f.get("batch_size", 1) * p["block_size"]
+    # per seed: lowest-, highest- and random-kappa arms, the whole-model contrast, full, LoRA-all and KappaTune-LoRA
+    runs = 7 * len(p["seeds"]) + len(p["lora_lr_sweep"]) * p["lora_sweep_seeds"]
+    evals = tokens // max(p["eval_every_tokens"], 1) + 1
+    per_eval = (p["control_eval_blocks"] * p["block_size"] + p["fit_sample"] * 250) * 2 * n
+    return [("fine-tuning runs (full backward through the model)", runs * tokens * 6 * n),
+            ("forgetting and fit evaluations along each run", runs * evals * per_eval)]
+
+
+def _capacity_gap(p: dict) -> list[tuple[str, float]]:
+    t, d = p["teachers"], p["distill_train"]
+    if t.get("kind") != "hub":
+        return []
+    students = [_n(s.get("pretrained", ""), p) for s in p["students"]]
+    tokens = d.get("max_tokens") or d.get("steps", 0) * d.get("batch_size", 1) * p["block_size"]
+    seeds = len(p["seeds"])
+    teachers = t["params_non_embedding"]
+    runs = [(ns, nt) for ns in students for nt in [0.0, *teachers]]     # each student alone and with each teacher
+    evaluation = p["eval_blocks"] * p["block_size"] * 2 * (sum(teachers) + seeds * sum(ns for ns, _ in runs))
+    return [("distillation runs (student trained, teacher forward online)",
+             seeds * sum(tokens * (6 * ns + 2 * nt) for ns, nt in runs)),
+            ("evaluation of teachers and every student", evaluation)]
+
+
+def _densing(p: dict) -> list[tuple[str, float]]:
+    items = p["benchmark"].get("max_rows", 1000) * 300          # a written-reasoning item, prompt and target
+    models = [m for key in ("reference", "sigmoid_family") if p[key].get("kind") == "listed"
+              for m in p[key]["models"]] + [t for t in p["targets"] if "pretrained" in t]
+    return [("teacher-forced scoring of the benchmark by every model",
+             sum(2 * float(m.get("params") or _n(m["pretrained"], p)) * items for m in models))]
+
+
+ESTIMATES = {"shannon": _shannon, "rl_scaling": _rl_scaling, "budget": _budget, "kappa": _kappa,
+             "capacity_gap": _capacity_gap, "densing": _densing}
 
 
 def gpu_hours(notebook: str, params: dict) -> tuple[float | None, list[tuple[str, float]]]:

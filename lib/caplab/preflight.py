@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-HF_TASK_KINDS = ("hf_text", "hf_pairs", "hf_preferences", "hf_multiple_choice")
+HF_TASK_KINDS = ("hf_text", "hf_pairs", "hf_preferences", "hf_multiple_choice", "hf")     # "hf": densing's benchmark
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 

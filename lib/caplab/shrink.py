@@ -10,9 +10,10 @@ appears: `steps` is an optimizer step count in every settings dict). Three kinds
 - `scale(f, k)`: a list of counts keeps k items (spread) and each is divided by f, rounded up (`budgets`:
   [100, 300, 1000, 3000] -> [2, 60]).
 
-Everything else is left as the file says: model ids and revisions, dataset ids, configs and splits, prompt
-templates, learning rates, the lists that define the experiment's design (revisions, noise levels, bit widths, reuse
-factors, seeds). Used by `python -m caplab run --shrink` and by the tests of the gpu tier on stand-ins
+Everything else is left as the file says: model ids, dataset ids, configs and splits, prompt templates, learning
+rates, the lists that define the experiment's design (noise levels, bit widths, reuse factors). A hub family's
+revisions are thinned to 5 real ones (shannon's grid is 7 models x 10 revisions, each scanned with a dozen
+perturbations) and repeated seeds to 2 (kappa's 6 seeds x 7 arms). Used by `python -m caplab run --shrink` and by the tests of the gpu tier on stand-ins
 (tests/test_gpu_standin.py); a run made so records `"shrunk": true` with its parameters.
 
     shrink({"grpo": {"steps": 200, "lr": 1e-6}, "n_boot": 1000})  ->  {"grpo": {"steps": 3, "lr": 1e-6}, "n_boot": 50}
@@ -57,18 +58,24 @@ def scale(divisor: int, k: int) -> Rule:
 
 RULES: dict[str, Rule] = {
     # training and evaluation lengths
-    "steps": cap(3), "reuse_steps": cap(3), "max_tokens": cap(4096), "warmup_steps": cap(1),
+    "steps": cap(3), "reuse_steps": cap(3), "max_tokens": cap(1024), "warmup_steps": cap(1),
     "eval_every": cap(2), "eval_every_tokens": cap(2048), "max_new_tokens": cap(16),
     "max_completion_length": cap(16), "max_length": cap(256), "block_size": cap(32),
     # data sizes
     "max_rows": cap(48), "eval_blocks": cap(4), "control_eval_blocks": cap(4), "fit_sample": cap(32),
     "prompts_per_update": cap(4), "num_generations": cap(4), "batch_size": cap(4),
     # statistics
-    "n_boot": cap(50), "bootstrap_samples": cap(50), "fit_bootstrap": cap(3), "fit_starts": cap(4),
+    "n_boot": cap(50), "bootstrap_samples": cap(50), "fit_bootstrap": cap(2), "fit_starts": cap(2),
     "starts": cap(4), "n_perm": cap(50), "mc_matrices": cap(20), "mc_dim": cap(16),
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
     "budgets": scale(50, 2), "ratio_budgets": scale(50, 1), "shares": spread(4),
+    # a hub family's checkpoint grid: every model kept, 5 of its revisions (real ones: first, last, between), and the
+    # extrapolation's fit-up-to index inside them; two training seeds where a design repeats runs over seeds
+    "revisions": spread(5), "extrapolation_checkpoint": cap(2), "seeds": spread(2),
+    # the budget paper's fixed step counts, DPO sweep and training seeds
+    "fixed_steps": cap(3), "held_out_pairs": cap(8), "dpo_sweep_start": cap(8), "dpo_sweep_pairs": cap(8),
+    "dpo_sweep_lrs": spread(1), "dpo_sweep_betas": spread(1), "train_seeds": spread(1),
 }
 
 

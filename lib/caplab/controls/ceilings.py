@@ -5,9 +5,9 @@ per-problem exact match of the recipient, the donor-swapped recipient and the un
 through the same functions as the notebook (`caplab.science.capability`, `caplab.papers.ceilings`) and the
 registry's rules.
 
-Sizes are the cpu tier's: a tail band of 500 questions (facts seen once) and a positive-control band of 320 (the
-most-seen facts), 4 choices, 32 attribute values, frequent-value distractors; 300 arithmetic problems, never in
-training; 5 models from 2e4 to 8e5 non-embedding parameters. Questions (problems) carry a difficulty shared by every
+Sizes are the cpu tier's: a zero-mention band of 500 questions (facts never seen), a tail band of 500 (facts seen
+once) and a positive-control band of 320 (the most-seen facts), 4 choices, 32 attribute values, frequent-value distractors; 300 arithmetic problems, never in
+training; 5 models from 2e4 to 3.2e5 non-embedding parameters. Questions (problems) carry a difficulty shared by every
 model, so the models are paired on items. Bootstraps use 200 resamples (the notebook's 2000 give the same intervals
 up to resampling noise).
 """
@@ -22,14 +22,18 @@ from caplab.papers import ceilings as exp
 from caplab.science import capability
 
 N_BOOT = 200
-LOG_PARAMS = np.log10(np.geomspace(2e4, 8e5, 5))
-Z = (LOG_PARAMS - LOG_PARAMS.mean()) / (LOG_PARAMS.max() - LOG_PARAMS.min())     # -0.5 .. 0.5
+LOG_PARAMS = np.log10(np.geomspace(2e4, 3.2e5, 5))
+SPAN = LOG_PARAMS.max() - LOG_PARAMS.min()                                      # decades of parameters
+Z = (LOG_PARAMS - LOG_PARAMS.mean()) / SPAN                                     # -0.5 .. 0.5
+ONE_POINT = 0.085 * SPAN     # a logit slope on Z: the expected accuracy slope rises 1 point per decade (by simulation)
 N_VALUES, N_CHOICES = 32, 4
 VALUES = [f"v{k:02d}" for k in range(N_VALUES)]
 
 
 # -- knowledge: questions, a corpus, models' choices ------------------------------------------------------------
-N_TAIL, N_CONTROL = 500, 320
+N_ZERO, N_TAIL, N_CONTROL = 500, 500, 320
+GENERIC = 0.22 * SPAN       # a logit rise with size on the correct choice in every band that is not knowledge (the
+                           # prior, the format): about 0.02 accuracy per decade, the zero-mention band's in a cpu run
 
 
 def band_world(rng, n: int, *, slope: float = 0.0, bias: float = 0.0):
@@ -64,21 +68,26 @@ def band_world(rng, n: int, *, slope: float = 0.0, bias: float = 0.0):
 
 
 def knowledge_world(rng, *, slope: float = 0.0, bias: float = 0.0, control_slope: float = 3.0):
-    """The tail band ("1": `slope`, `bias` as in `band_world`) and the positive-control band ("16+": knowledge
-    rising with size, logit slope `control_slope`, from about 0.2 to 0.6 accuracy across the family), numbered as
-    the notebook numbers questions (band after band)."""
-    tail, g_tail = band_world(rng, N_TAIL, slope=slope, bias=bias)
-    seen, g_seen = band_world(rng, N_CONTROL, slope=control_slope, bias=0.5)
-    rows = pd.concat([tail.assign(band="1"), seen.assign(band="16+", question=seen.question + N_TAIL)],
-                     ignore_index=True)
-    guessers = pd.concat([g_tail, g_seen.assign(question=g_seen.question + N_TAIL)], ignore_index=True)
-    return rows, guessers
+    """The zero-mention band ("0": no knowledge, only the `GENERIC` rise every band shares), the tail band ("1":
+    `GENERIC` + `slope`, `bias` as in `band_world`) and the positive-control band ("16+": knowledge rising with
+    size, logit slope `control_slope`, from about 0.2 to 0.6 accuracy across the family), numbered as the notebook
+    numbers questions (band after band)."""
+    bands = (("0", N_ZERO, GENERIC, 0.0), ("1", N_TAIL, GENERIC + slope, bias),
+             ("16+", N_CONTROL, GENERIC + control_slope, 0.5))
+    rows, guessers, first = [], [], 0
+    for label, n, s, b in bands:
+        r, g = band_world(rng, n, slope=s, bias=b)
+        rows.append(r.assign(band=label, question=r.question + first))
+        guessers.append(g.assign(question=g.question + first))
+        first += n
+    return pd.concat(rows, ignore_index=True), pd.concat(guessers, ignore_index=True)
 
 
 def flat_knowledge(rng, planted: bool):
-    # null: tail accuracy rises by the margin, 1 point per decade (the logit slope 0.175 gives an expected slope of
-    # 0.010 per decade); planted: flat in the tail (no knowledge at any size); the positive control rises in both
-    rows, guessers = knowledge_world(rng, slope=0.0 if planted else 0.175)
+    # null: tail accuracy rises by the margin beyond the zero-mention band's, 1 point per decade; planted: the tail
+    # rises only as the zero band does (no knowledge at any size); every band shares the generic rise; the positive
+    # control rises in both
+    rows, guessers = knowledge_world(rng, slope=0.0 if planted else ONE_POINT)
     return exp.knowledge_evidence(rows, guessers, n_boot=N_BOOT, rng=rng)
 
 
@@ -153,10 +162,11 @@ def swap(rng, planted: bool):
 CONTROLS = [
     Control("ceilings.flat_knowledge",
             null_world="tail accuracy (500 questions seen once x 5 models, question noise shared across models) rising "
-                       "by the margin, 1 point per decade of parameters, loss falling; positive control (320 most-seen "
-                       "questions) rising",
-            planted_effect="flat tail accuracy (the models know only the corpus prior at every size), loss falling; "
-                           "positive control rising",
+                       "by the margin, 1 point per decade of parameters, beyond the zero-mention band (500 questions "
+                       "no model saw; every band shares a rise of ~0.02 per decade that is not knowledge), loss "
+                       "falling; positive control (320 most-seen questions) rising",
+            planted_effect="tail accuracy rising only as the zero band's (the models know only the corpus prior at "
+                           "every size), loss falling; positive control rising",
             simulate=flat_knowledge),
     Control("ceilings.below_chance",
             null_world="in the tail every model knows only the corpus prior: it picks by the choices' mention counts "

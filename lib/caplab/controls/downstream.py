@@ -18,8 +18,8 @@ from caplab.science import capability
 
 N_BOOT = 200
 N_Q, N_C = 600, 4
-PARAMS = np.geomspace(2e4, 8e5, 5)
-TOKENS = np.linspace(6e5, 2.4e6, 4)
+PARAMS = np.geomspace(2e4, 3.2e5, 5)                 # the cpu tier: 5 sizes, 4 log-spaced checkpoints
+TOKENS = np.geomspace(1.5e5, 1.3e6, 4)
 LOG_COMPUTE = np.log10(6 * np.repeat(PARAMS, len(TOKENS)) * np.tile(TOKENS, len(PARAMS)))
 Z = (LOG_COMPUTE - LOG_COMPUTE.mean()) / LOG_COMPUTE.std()
 N_P = len(Z)

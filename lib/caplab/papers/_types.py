@@ -12,6 +12,7 @@ from caplab.substrate.tasks import PREFERENCES, QUESTIONS, TASK
 from caplab.substrate.train import TRAIN
 
 Model = Annotated[dict, MODEL]                          # get_model: a tiny shape, {"pretrained", "revision"}, {"path"}
+OptionalModel = Annotated[dict, optional(MODEL)]        # {} where the tier builds the model itself
 Task = Annotated[dict, TASK]                            # load_task: {"kind": ..., <the generator's arguments>}
 OptionalTask = Annotated[dict, optional(TASK)]          # {} where the tier needs no such text (a pretrained base)
 Preferences = Annotated[dict, PREFERENCES]              # load_preferences

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from typing import Callable
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 from caplab.papers import _types as T
 from caplab.params import Tier
 from caplab.stats.resampling import bootstrap_interval, resample_indices
-from caplab.substrate import runlog
+from caplab.substrate import chains, runlog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +38,14 @@ class Params:
     shares: list[float]              # SFT share of each budget
     cost_ratios: list[float]         # c_PFT / c_SFT
     ratio_budgets: list[T.Count]     # budgets run under the ratios other than 1
-    sft: T.SFT
-    dpo: T.DPO
+    sft: T.SFT                       # SFT settings; `fixed_steps` gives every arm the same optimisation
+    dpo: T.DPO                       # DPO settings; lr and beta are overridden by the sweep's choice
+    dpo_sweep_lrs: list[float]       # DPO's lr and beta are picked on held-out preference accuracy ...
+    dpo_sweep_betas: list[float]
+    dpo_sweep_start: T.Count         # ... from the SFT model on this many examples (seed 0)
+    dpo_sweep_pairs: T.Count         # ... trained on this many pairs
+    held_out_pairs: T.Count          # ... and scored on this many preference pairs outside every pool
+    train_seeds: T.Seeds             # training seeds (which examples are drawn, and the trainers' seeds)
     max_new_tokens: T.Count
     n_boot: T.Count
     seed: int
@@ -69,50 +76,99 @@ def grid(budgets, shares, ratios, ratio_budgets=None) -> pd.DataFrame:
     return frame
 
 
-def run_grid(plan: pd.DataFrame, base: dict, train_sft: Callable[[dict, int], dict],
-             train_dpo: Callable[[dict, int], dict], score: Callable[[dict], pd.DataFrame],
-             log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
-    """Every run of `plan`: `train_sft(base, n_sft)` -> spec, `train_dpo(spec, n_pft)` -> spec, `score(spec)` ->
-    one row per test question (question, correct, formatted). Returns the long frame: plan columns x questions."""
+def draw(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The first `n` rows of the seed-th shuffle of a pool (seed 0: the pool's own order), so that within a seed
+    a smaller budget's examples are part of a larger one's."""
+    if n > len(frame):
+        raise ValueError(f"asked for {n} rows of a pool of {len(frame)}")
+    order = np.arange(len(frame)) if seed == 0 else np.random.default_rng(seed).permutation(len(frame))
+    return frame.iloc[order[:n]].reset_index(drop=True)
+
+
+def run_grid(plan: pd.DataFrame, base: dict, train_sft: Callable[[dict, int, int], dict],
+             train_dpo: Callable[[dict, int, int], dict], score: Callable[[dict], pd.DataFrame],
+             seeds=(0,), log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
+    """Every run of `plan` under every seed: `train_sft(base, n_sft, seed)` -> the SFT start, `train_dpo(start,
+    n_pft, seed)` -> the final model; `score(spec)` -> one row per test question (question, correct, formatted)
+    for both, so that DPO's own gain is paired on the same questions (`start_correct`). Returns the long frame:
+    seed x plan columns x questions."""
     frames = []
-    for i, row in enumerate(plan.itertuples(index=False), 1):
-        spec = train_sft(base, row.n_sft)
-        spec = train_dpo(spec, row.n_pft)
-        scored = score(spec)
-        for name, value in row._asdict().items():
-            scored[name] = value
-        frames.append(scored)
-        log(f"run {i}/{len(plan)}: ratio {row.ratio:g} budget {row.budget} share {row.share:g} "
-            f"(SFT {row.n_sft}, DPO {row.n_pft}): accuracy {scored.correct.mean():.3f}")
+    for seed in seeds:
+        for i, row in enumerate(plan.itertuples(index=False), 1):
+            start = train_sft(base, row.n_sft, seed)
+            final = train_dpo(start, row.n_pft, seed)
+            before = score(start)
+            scored = score(final) if final != start else before.copy()
+            scored["start_correct"] = before.set_index("question").correct.reindex(scored.question).to_numpy()
+            for name, value in row._asdict().items():
+                scored[name] = value
+            scored["seed"] = seed
+            frames.append(scored)
+            log(f"seed {seed} run {i}/{len(plan)}: ratio {row.ratio:g} budget {row.budget} share {row.share:g} "
+                f"(SFT {row.n_sft}, DPO {row.n_pft}): accuracy {before.correct.mean():.3f} -> "
+                f"{scored.correct.mean():.3f}")
     return pd.concat(frames, ignore_index=True)
 
 
+def _seeded(long: pd.DataFrame) -> pd.DataFrame:
+    return long if "seed" in long else long.assign(seed=0)
+
+
 def accuracy_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy and format rate per (ratio, budget, share), with a Wilson 95 % interval on accuracy."""
+    """Per (ratio, budget, share): accuracy (mean over seeds), format rate, the SFT start's accuracy and DPO's
+    own gain (final minus start; 0 where there was no DPO), with a 95 % interval on accuracy: over training seeds
+    (t interval of the per-seed accuracies) where there are several, else Wilson over test questions."""
+    from scipy import stats
     from statsmodels.stats.proportion import proportion_confint
 
-    table = (long.groupby(["ratio", "budget", "share", "n_sft", "n_pft"])
-             .agg(correct=("correct", "sum"), n=("correct", "size"), formatted=("formatted", "mean"))
+    long = _seeded(long)
+    if "start_correct" not in long:
+        long = long.assign(start_correct=long.correct)
+    keys = ["ratio", "budget", "share", "n_sft", "n_pft"]
+    per_seed = (long.groupby(keys + ["seed"])
+                .agg(correct=("correct", "sum"), n=("correct", "size"), formatted=("formatted", "mean"),
+                     start=("start_correct", "mean"))
+                .reset_index())
+    per_seed["accuracy"] = per_seed.correct / per_seed.n
+    table = (per_seed.groupby(keys)
+             .agg(accuracy=("accuracy", "mean"), sd=("accuracy", "std"), seeds=("seed", "size"),
+                  correct=("correct", "sum"), n=("n", "sum"), formatted=("formatted", "mean"),
+                  start_accuracy=("start", "mean"))
              .reset_index())
-    table["accuracy"] = table.correct / table.n
-    table["lo"], table["hi"] = proportion_confint(table.correct, table.n, alpha=0.05, method="wilson")
+    table["dpo_gain"] = table.accuracy - table.start_accuracy
+    wilson = proportion_confint(table.correct, table.n, alpha=0.05, method="wilson")
+    half = stats.t.ppf(0.975, np.maximum(table.seeds - 1, 1)) * table.sd.fillna(0) / np.sqrt(table.seeds)
+    several = table.seeds > 1
+    table["lo"] = np.where(several, table.accuracy - half, wilson[0])
+    table["hi"] = np.where(several, table.accuracy + half, wilson[1])
     return table
 
 
 class _Boot:
-    """Arm means over the same test questions and over `n_boot` resamples of those questions (one set of resamples
-    for every comparison, so that differences are paired). `matrix`: question x arm scores (arms as columns)."""
+    """Arm means over the same test questions (and training seeds) and over `n_boot` resamples (one set of
+    resamples for every comparison, so that differences are paired). `matrix`: (question) or (seed, question) x
+    arm scores (arms as columns); with several seeds, seeds and questions are both resampled (a two-stage
+    bootstrap), so that intervals hold over training noise as well as over test questions."""
 
     def __init__(self, matrix: pd.DataFrame, n_boot: int, seed: int):
         if matrix.isna().any().any():
-            raise ValueError("every arm must be scored on the same test questions")
-        values = matrix.to_numpy(float)
-        rows = resample_indices(len(values), n_boot, np.random.default_rng(seed))
-        counts = np.zeros((n_boot, len(values)))
-        np.add.at(counts, (np.arange(n_boot)[:, None], rows), 1.0)
+            raise ValueError("every arm must be scored on the same test questions (and seeds)")
+        if matrix.index.nlevels == 2:
+            seeds = list(matrix.index.get_level_values(0).unique())
+            cube = np.stack([matrix.xs(s, level=0).to_numpy(float) for s in seeds])
+        else:
+            cube = matrix.to_numpy(float)[None]
+        n_seeds, n_questions = cube.shape[:2]
+        rng = np.random.default_rng(seed)
+        q_counts = np.zeros((n_boot, n_questions))
+        np.add.at(q_counts, (np.arange(n_boot)[:, None], resample_indices(n_questions, n_boot, rng)), 1.0)
+        s_counts = np.ones((n_boot, 1))
+        if n_seeds > 1:
+            s_counts = np.zeros((n_boot, n_seeds))
+            np.add.at(s_counts, (np.arange(n_boot)[:, None], resample_indices(n_seeds, n_boot, rng)), 1.0)
         self.columns = list(matrix.columns)
-        self.point = values.mean(0)
-        self.draws = counts @ values / len(values)
+        self.point = cube.mean((0, 1))
+        self.draws = np.einsum("bs,sqa,bq->ba", s_counts, cube, q_counts) / (n_seeds * n_questions)
 
     def has(self, column) -> bool:
         return column in self.columns
@@ -155,86 +211,115 @@ def majority_correct(answers) -> np.ndarray:
     return (answers == answers.value_counts().index[0]).to_numpy(float)
 
 
+BASELINES = (("majority", 0.0), ("first_step", 0.0))
+"""The no-skill guessers recorded in the same run: the majority answer, and solving only the first step (right
+on every one-step question; `base` carries it as the `first_step` column, per question)."""
+
+
 def scores_matrix(long: pd.DataFrame, ratio: float, base: pd.DataFrame | None = None,
                   column: str = "correct") -> pd.DataFrame:
-    """question x arm, arms (budget, share) at `ratio`; with `base` (the base model's scores: question, answer,
-    correct), also the arms ("base", 0) and ("majority", 0): the base model and the majority-answer guesser."""
-    rows = long[long.ratio == ratio]
-    matrix = rows.groupby(["question", "budget", "share"])[column].mean().unstack(["budget", "share"])
+    """(seed, question) x arm, arms (budget, share) at `ratio`; for column "correct" also ("start", budget, share),
+    each run's SFT start (where `long` has `start_correct`). With `base` (the base model's scores: question,
+    answer, correct, optionally first_step), also the arms ("base", 0), ("majority", 0) and ("first_step", 0),
+    the same under every seed."""
+    rows = _seeded(long[long.ratio == ratio])
+    matrix = rows.groupby(["seed", "question", "budget", "share"])[column].mean().unstack(["budget", "share"])
     matrix.columns = [(int(b), float(s)) for b, s in matrix.columns]
+    if column == "correct" and "start_correct" in rows:
+        starts = rows.groupby(["seed", "question", "budget", "share"]).start_correct.mean().unstack(
+            ["budget", "share"])
+        for b, s in starts.columns:
+            matrix[("start", int(b), float(s))] = starts[(b, s)].to_numpy(float)
     if base is not None:
-        base = base.set_index("question").reindex(matrix.index)
+        base = base.set_index("question").reindex(matrix.index.get_level_values("question"))
         matrix[("base", 0.0)] = base[column].to_numpy(float)
         if column == "correct":
             matrix[("majority", 0.0)] = majority_correct(base.answer)
+            if "first_step" in base:
+                matrix[("first_step", 0.0)] = base.first_step.to_numpy(float)
     return matrix
 
 
-def _sft_start(arms: pd.DataFrame, n_sft: int):
-    """The arm that is this run's SFT start: the base model for n_sft = 0, else the SFT-only run on the same
-    examples (share 1 at the budget n_sft, trained identically), or None where the grid has no such run."""
-    if n_sft == 0:
-        return ("base", 0.0)
-    hit = arms[(arms.share == 1.0) & (arms.n_sft == n_sft)]
-    return (int(n_sft), 1.0) if len(hit) else None
+def dpo_gains(long: pd.DataFrame, ratio: float = 1.0, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """DPO's own gain per budget: the mean over that budget's runs with both SFT and DPO (0 < share < 1) of the
+    final model's accuracy minus its SFT start's, paired over questions (and seeds), with a 95 % interval; and
+    the same for DPO on the base model (share 0)."""
+    boot = _Boot(scores_matrix(long, ratio), n_boot, seed)
+    rows = []
+    for budget in sorted(long.loc[long.ratio == ratio, "budget"].unique()):
+        for kind, keep in (("after SFT", lambda s: 0 < s < 1), ("on the base", lambda s: s == 0)):
+            arms = [(int(budget), s) for s in sorted(long[(long.ratio == ratio) & (long.budget == budget)]
+                                                    .share.unique()) if keep(s)]
+            if not arms:
+                continue
+            a = [boot.columns.index(arm) for arm in arms]
+            b = [boot.columns.index(("start", *arm)) for arm in arms]
+            diff = boot.draws[:, a].mean(1) - boot.draws[:, b].mean(1)
+            rows.append({"budget": int(budget), "dpo": kind, "runs": len(arms),
+                         "gain": float(boot.point[a].mean() - boot.point[b].mean()),
+                         "lo": float(np.quantile(diff, 0.025)), "hi": float(np.quantile(diff, 0.975))})
+    return pd.DataFrame(rows)
 
 
 def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: float = 0.1, ratio: float = 1.0,
                    n_boot: int = 1000, seed: int = 0, base: pd.DataFrame | None = None
                    ) -> dict[str, tuple[float, float, float]]:
     """Numbers the claims are judged on, at the cost ratio `ratio`, each (value, lo, hi): differences of accuracy
-    over the same test questions with paired bootstrap intervals (one set of question resamples for all). "The best
-    of a set" of arms is read with simultaneous (Bonferroni) intervals over the arms (`_Boot.compare`); "at every
-    budget" is the smallest difference, with the smallest bounds.
+    over the same test questions (and training seeds, where `long` has several) with paired bootstrap intervals
+    (one set of resamples for all). "The best of a set" of arms is read with simultaneous (Bonferroni) intervals
+    over the arms (`_Boot.compare`); "at every budget" is the smallest difference, with the smallest bounds.
     - sft_only_minus_best_mix_small: the smallest, over budgets below `small_budget`, of SFT alone (share 1) minus
       the best other share (SFT must win at each small budget);
-    - best_mix_minus_sft_only_large: at the largest budget, the best share strictly between 0 and 1 minus share 1;
+    - best_mix_minus_sft_only_large: at the largest budget, the best share strictly between 0 and 1 minus share 1,
+      over the mixes whose accuracy is above the better no-skill guesser (arms at chance are dropped; all of
+      them where none is above it);
     - cold_start_minus_small_sft: at the largest budget, share 0 (DPO on the base) minus the best share in
       (0, small_share]; small_sft_gain: its negative (the gain from at most `small_share` SFT);
     - cold_start_format_rate: at the largest budget, share 0's rate of answers in the "#### answer" format;
-    - sft_only_last_step_gain: SFT alone at the largest budget minus at the one before (has SFT plateaued?).
-    With `base` (the base model's per-question scores: question, answer, correct), the recorded baselines:
-    - small_budgets_best_minus_majority: the smallest, over budgets below `small_budget`, of the best arm minus the
-      majority-answer guesser (did any allocation learn the task there?);
-    - small_sft_minus_majority: the best share in (0, small_share] at the largest budget minus the majority answer;
-    - dpo_gain_large: at the largest budget, the best DPO run minus its own SFT start (the base model for share 0,
-      the SFT-only run on the same examples where the grid has it): does DPO act at all?"""
+    - sft_only_last_step_gain: SFT alone at the largest budget minus at the one before (has SFT plateaued?);
+    - dpo_gain_large: at the largest budget, the best, over the mixes, of the final model minus its own SFT start
+      (each run's start is scored before DPO; Bonferroni over the mixes): does DPO act at all where a mix is judged?
+    With `base` (the base model's per-question scores: question, answer, correct, first_step), the recorded
+    no-skill guessers (`BASELINES`: the majority answer and the first-step guesser; "chance" is the better of them,
+    chosen by the same simultaneous interval):
+    - small_budgets_best_minus_chance: the smallest, over budgets below `small_budget`, of the best arm minus
+      chance (did any allocation learn the task there?);
+    - small_sft_minus_chance: the best share in (0, small_share] at the largest budget minus chance."""
     out: dict[str, tuple[float, float, float]] = {}
     rows = long.loc[long.ratio == ratio, ["budget", "share", "n_sft", "n_pft"]].drop_duplicates()
     budgets = sorted(rows.budget.unique())
     boot = _Boot(scores_matrix(long, ratio, base), n_boot, seed)
     shares = {b: sorted(group.share.unique()) for b, group in rows.groupby("budget")}
-    majority = [("majority", 0.0)]
+    chance = [arm for arm in BASELINES if boot.has(arm)]
     small = [b for b in budgets if b < small_budget and 1.0 in shares[b] and len(shares[b]) > 1]
     if small:
         out["sft_only_minus_best_mix_small"] = _lowest(
             [boot.compare([(b, 1.0)], [(b, s) for s in shares[b] if s < 1.0]) for b in small])
-        if boot.has(majority[0]):
-            out["small_budgets_best_minus_majority"] = _lowest(
-                [boot.compare([(b, s) for s in shares[b]], majority) for b in small])
+        if chance:
+            out["small_budgets_best_minus_chance"] = _lowest(
+                [boot.compare([(b, s) for s in shares[b]], chance) for b in small])
     top = budgets[-1]
+    floor = max((boot.point[boot.columns.index(arm)] for arm in chance), default=-np.inf)
     mixed = [(top, s) for s in shares[top] if 0 < s < 1]
+    mixed = [arm for arm in mixed if boot.point[boot.columns.index(arm)] > floor] or mixed   # none: all, and the
+    # DPO guard reads them (arms at chance show no DPO gain)
     if mixed and 1.0 in shares[top]:
         out["best_mix_minus_sft_only_large"] = boot.compare(mixed, [(top, 1.0)])
     if len(budgets) > 1 and 1.0 in shares[top] and 1.0 in shares[budgets[-2]]:
         out["sft_only_last_step_gain"] = boot.compare([(top, 1.0)], [(budgets[-2], 1.0)])
     small_sft = [(top, s) for s in shares[top] if 0 < s <= small_share]
     if 0.0 in shares[top] and small_sft:
-        gap = boot.compare([(top, 0.0)], small_sft)
-        out["cold_start_minus_small_sft"] = gap
+        out["cold_start_minus_small_sft"] = boot.compare([(top, 0.0)], small_sft)
         out["small_sft_gain"] = boot.compare(small_sft, [(top, 0.0)])
         formatted = scores_matrix(long, ratio, column="formatted")[(top, 0.0)]
         out["cold_start_format_rate"] = bootstrap_interval(formatted.to_numpy(float), n=n_boot,
                                                            rng=np.random.default_rng(seed))
-        if boot.has(majority[0]):
-            out["small_sft_minus_majority"] = boot.compare(small_sft, majority)
-    if boot.has(("base", 0.0)):
-        runs = rows[(rows.budget == top) & (rows.n_pft > 0)]
-        pairs = [((top, r.share), _sft_start(rows, int(r.n_sft))) for r in runs.itertuples()]
-        pairs = [(arm, start) for arm, start in pairs if start is not None and boot.has(start)]
-        if pairs:       # the best DPO gain, each pair at the Bonferroni level over the pairs
-            out["dpo_gain_large"] = _highest([boot.compare([arm], [start], level=1 - 0.05 / len(pairs))
-                                              for arm, start in pairs])
+        if chance:
+            out["small_sft_minus_chance"] = boot.compare(small_sft, chance)
+    pairs = [(arm, ("start", *arm)) for arm in mixed if boot.has(("start", *arm))]
+    if pairs:           # the best DPO gain, each pair at the Bonferroni level over the pairs
+        out["dpo_gain_large"] = _highest([boot.compare([arm], [start], level=1 - 0.05 / len(pairs))
+                                          for arm, start in pairs])
     return out
 
 
@@ -242,6 +327,52 @@ def best_share(table: pd.DataFrame) -> pd.DataFrame:
     """The share with the highest accuracy per (ratio, budget)."""
     index = table.groupby(["ratio", "budget"]).accuracy.idxmax()
     return table.loc[index, ["ratio", "budget", "share", "n_sft", "n_pft", "accuracy", "lo", "hi"]]
+
+
+def pretraining_texts(corpus_task: dict, held_out_prompts) -> list[str] | None:
+    """The base model's pre-training text: None for a pretrained base (empty spec); worked chains
+    (`chain_worked`) drawn without the held-out questions, so that no test question is ever seen worked; any
+    other task kind as `load_task` gives it."""
+    from caplab.substrate.tasks import load_task
+
+    if not corpus_task:
+        return None
+    if corpus_task.get("kind") == "chain_worked":
+        args = {k: v for k, v in corpus_task.items() if k != "kind"}
+        return chains.worked_corpus(**args, exclude={chains.question_of(p) for p in held_out_prompts})
+    return load_task(corpus_task).texts
+
+
+def first_step_correct(prompts, answers) -> np.ndarray | None:
+    """Per test question, whether the first-step guesser (solves only the first operation of a chain) is right;
+    None where the prompts are not chain questions (the gpu tier's GSM8K)."""
+    try:
+        questions = [chains.question_of(p) for p in prompts]
+    except ValueError:
+        return None
+    if not all(re.fullmatch(r"\d+([+-]\d+)+", q) for q in questions):
+        return None
+    return np.array([chains.first_step_answer(q) == str(a) for q, a in zip(questions, answers)], float)
+
+
+def sweep_dpo(lrs, betas, train: Callable[[float, float], dict], accuracy: Callable[[dict], float],
+              log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
+    """DPO's small sweep: `train(lr, beta)` -> the DPO model, `accuracy(spec)` -> its held-out preference
+    accuracy; one row per (lr, beta)."""
+    rows = []
+    for lr, beta in itertools.product(lrs, betas):
+        rows.append({"lr": float(lr), "beta": float(beta), "preference_accuracy": accuracy(train(lr, beta))})
+        log(f"DPO lr {lr:g} beta {beta:g}: held-out preference accuracy {rows[-1]['preference_accuracy']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def choose_dpo(sweep: pd.DataFrame) -> dict:
+    """DPO's (lr, beta) with the highest held-out preference accuracy in a sweep (columns lr, beta,
+    preference_accuracy); ties go to the first row."""
+    if sweep.empty:
+        raise ValueError("the DPO sweep is empty: give dpo_sweep_lrs and dpo_sweep_betas")
+    best = sweep.iloc[int(np.argmax(sweep.preference_accuracy.to_numpy()))]
+    return {"lr": float(best.lr), "beta": float(best.beta)}
 
 
 def check_pools(plan: pd.DataFrame, n_sft_pool: int, n_pft_pool: int) -> None:

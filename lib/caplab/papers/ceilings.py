@@ -7,6 +7,7 @@ downstream chain, per-question correlations) and `caplab.science.attention_swap`
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,12 +26,17 @@ class Params:
     arithmetic_eval: T.Task          # held-out arithmetic problems (never in the training corpus)
     family: T.Family                 # tiny models trained here with checkpoints, or a hub family
     train_config: T.Train            # TrainConfig of the family; {} for a hub family
+    arithmetic_loss: Literal["all", "answer"]   # "answer": no training loss on the arithmetic prompts (operands and
+                                                # "="), only on the answers; the facts and the filler keep every token
     checkpoints: T.Checkpoints       # {first, last, n}; {} for a hub family
     block_size: T.Count
     eval_blocks: T.Count
     mention_bands: list[int]         # lower edges of the bands of training mentions; [] for a hub family
     per_band: T.Count                # questions drawn per band (all of a band's facts where it has fewer)
     donor_seed: int                  # seed of the swap's donor: the largest shape trained again (init and data order)
+    swap_donor: T.OptionalModel      # {} for a tiny family (the donor is trained here); for a hub family a released
+                                     # model of the recipient's shape trained from another seed
+    swap_recipient: str              # the hub family's model that receives the donor's attention; "" for a tiny family
     swap_lams: list[float]           # shares of donor attention in the graded swap
     n_boot: T.Count
     seed: int
@@ -47,21 +53,34 @@ def _percentile(value: float, draws: np.ndarray) -> Interval:
 def panel(frame: pd.DataFrame, value: str, unit: str, x: str = "log_params") -> tuple[np.ndarray, np.ndarray]:
     """(x per column, unit x column matrix of `value`): a balanced panel, one row per unit (question or problem),
     one column per model, columns in increasing `x`."""
-    wide = frame.pivot_table(index=unit, columns=x, values=value, aggfunc="mean")
-    if wide.isna().any().any():
+    units, row = np.unique(frame[unit].to_numpy(), return_inverse=True)
+    xs, col = np.unique(frame[x].to_numpy(float), return_inverse=True)
+    values = frame[value].to_numpy(float)
+    ok = np.isfinite(values)
+    total, count = np.zeros((len(units), len(xs))), np.zeros((len(units), len(xs)))
+    np.add.at(total, (row[ok], col[ok]), values[ok])
+    np.add.at(count, (row[ok], col[ok]), 1.0)
+    if (count == 0).any():
         raise ValueError(f"{value}: not every {unit} was scored by every model")
-    return wide.columns.to_numpy(float), wide.to_numpy(float)
+    return xs, total / count
 
 
 def cluster_slope(xs: np.ndarray, matrix: np.ndarray, idx: np.ndarray) -> Interval:
     """The OLS slope of the panel's values on x (every unit at every x) with a percentile interval from resampling
     whole units (rows of `idx`): clustered by unit. On a balanced panel the pooled slope is the mean of the units'
     own slopes."""
+    value, draws = slope_draws(xs, matrix, idx)
+    return _percentile(value, draws)
+
+
+def slope_draws(xs: np.ndarray, matrix: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+    """(the panel's OLS slope on x, its value in every resample of units `idx`): `cluster_slope` before the
+    interval, for differences of slopes between panels resampled independently."""
     if len(np.unique(xs)) < 2:
         raise ValueError("a slope needs at least two distinct x values")
     w = (xs - xs.mean()) / ((xs - xs.mean()) ** 2).sum()
     per_unit = matrix @ w
-    return _percentile(per_unit.mean(), per_unit[idx].mean(axis=1))
+    return float(per_unit.mean()), per_unit[idx].mean(axis=1)
 
 
 def paired_mean(diff: np.ndarray, idx: np.ndarray) -> Interval:
@@ -130,6 +149,7 @@ def knowledge_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: i
     tail, control = tail_and_control(bands)
     g = guessers.set_index("question")
     out: dict[str, Interval] = {}
+    slopes: dict[str, tuple[float, np.ndarray]] = {}
     for band in bands:
         rows = final[final.band == band]
         xs, acc = panel(rows, "accuracy", "question")
@@ -139,7 +159,8 @@ def knowledge_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: i
         idx = resample_indices(len(acc), n_boot, rng)
         largest = acc[:, -1]
         key = band_key(band)
-        out[f"knowledge_{key}_accuracy_slope"] = cluster_slope(xs, acc, idx)
+        slopes[band] = slope_draws(xs, acc, idx)
+        out[f"knowledge_{key}_accuracy_slope"] = _percentile(*slopes[band])
         out[f"knowledge_{key}_answer_loss_slope"] = cluster_slope(xs, loss, idx)
         out[f"knowledge_{key}_accuracy_largest"] = paired_mean(largest, idx)
         out[f"knowledge_{key}_prior_corpus"] = paired_mean(prior, idx)
@@ -153,6 +174,12 @@ def knowledge_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: i
             out["knowledge_tail_largest_minus_chance"] = paired_mean(largest - chance, idx)
             out["knowledge_tail_largest_minus_prior"] = paired_mean(largest - prior, idx)
     out["knowledge_control_accuracy_slope"] = out[f"knowledge_{band_key(control)}_accuracy_slope"]
+    if "0" in slopes:
+        # what a band gains with size beyond the zero-mention band (facts no model saw: the prior, the format),
+        # the same models on both sides, the two bands' questions resampled independently
+        for name, band in (("tail", tail), ("control", control)):
+            (v, d), (v0, d0) = slopes[band], slopes["0"]
+            out[f"knowledge_{name}_minus_zero_accuracy_slope"] = _percentile(v - v0, d - d0)
     return out
 
 
@@ -253,6 +280,28 @@ def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, see
     return train_family([shape], corpus, {**train_config, "seed": seed}, [last])
 
 
+def swap_pair(members: pd.DataFrame, family: dict, corpus, train_config: dict, checkpoints: dict, donor_seed: int,
+              swap_donor: dict, swap_recipient: str) -> tuple[dict, dict]:
+    """(recipient, donor) model specs of the attention swap. A tiny family: its largest shape at the last checkpoint,
+    and the same shape trained again from `donor_seed` (`train_donor`). A hub family: the last revision of
+    `swap_recipient` and the released `swap_donor` (Pythia's PolyPythias: the same shape and data, another seed)."""
+    from caplab.substrate.family import member_spec
+    if family.get("kind") == "tiny":
+        if swap_donor or swap_recipient:
+            raise ValueError("a tiny family trains its own donor: give swap_donor {} and swap_recipient ''")
+        big = members[members.params_non_embedding == members.params_non_embedding.max()]
+        donor = train_donor(family, corpus, train_config, checkpoints, donor_seed).iloc[-1]
+        return member_spec(big.sort_values("target_tokens").iloc[-1]), member_spec(donor)
+    if not swap_donor or not swap_recipient:
+        raise ValueError("a hub family's swap needs swap_donor (a model of the recipient's shape from another seed) "
+                         "and swap_recipient (one of the family's models)")
+    rows = members[members.pretrained == swap_recipient]
+    if rows.empty:
+        raise ValueError(f"swap_recipient {swap_recipient!r} is not one of the family's models "
+                         f"{sorted(set(members.pretrained))}")
+    return member_spec(rows.sort_values("target_tokens").iloc[-1]), dict(swap_donor)
+
+
 CHAIN_STEPS = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
 RENORM = "p_choices"     # the renormalisation over the choices
 
@@ -321,6 +370,10 @@ NOTES = {
     "knowledge_tail_largest_minus_chance": "rarest seen band, paired over the same questions",
     "knowledge_tail_largest_minus_prior": "rarest seen band, largest model minus the corpus-prior guesser, paired",
     "knowledge_control_accuracy_slope": "positive control: the most-seen band's accuracy per decade of parameters",
+    "knowledge_tail_minus_zero_accuracy_slope": "rarest seen band's accuracy slope minus the zero-mention band's "
+                                                "(the rise that is not knowledge of the facts); bands resampled "
+                                                "independently",
+    "knowledge_control_minus_zero_accuracy_slope": "most-seen band's accuracy slope minus the zero-mention band's",
     "knowledge_random_accuracy_largest": "zero-mention facts with uniformly drawn distractors, largest model",
     "knowledge_random_prior_corpus": "the corpus-prior guesser on the random-distractor questions",
     "knowledge_random_largest_minus_chance": "random-distractor questions, largest model minus chance, paired",

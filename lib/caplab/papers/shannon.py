@@ -13,8 +13,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 from scipy import stats as st
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
 from caplab.papers import _types as T
 from caplab.params import Tier
@@ -33,6 +31,7 @@ class Params:
     train_config: T.Train            # TrainConfig of the family; {} for a hub family
     checkpoints: T.Checkpoints       # log-spaced token counts {first, last, n}; {} for a hub family
     noise_sigmas: list[float]        # Gaussian weight noise, in units of each tensor's RMS
+    perturbation_seeds: T.Seeds      # draws of each random perturbation (noise, SFT data order): at least 2
     quant_bits: list[T.Count]        # round-to-nearest, per-row absmax scales
     sft: T.Train                     # TrainConfig of the SFT perturbation
     extrapolation_checkpoint: int    # fit on checkpoints up to this index (0-based) of the smaller models
@@ -42,6 +41,21 @@ class Params:
     fit_bootstrap: T.Count           # per-fit parameter bootstrap: warm-started refits of each Shannon fit
     seed: int
     tier: Tier = "cpu"
+
+    def __post_init__(self):
+        if len(set(self.perturbation_seeds)) < 2 or len(set(self.perturbation_seeds)) < len(self.perturbation_seeds):
+            raise ValueError(f"perturbation_seeds: give at least 2 distinct seeds (a random perturbation's own draw "
+                             f"is part of its noise), got {self.perturbation_seeds}")
+        first = warmup_tokens(self.train_config, self.block_size)
+        if self.checkpoints and self.checkpoints.get("first", 0) <= first:
+            raise ValueError(f"checkpoints.first = {self.checkpoints.get('first')} lies inside the warm-up "
+                             f"({self.train_config.get('warmup_steps')} steps x {self.train_config.get('batch_size')} "
+                             f"blocks x {self.block_size} tokens = {first} tokens): every checkpoint must follow it")
+
+
+def warmup_tokens(train_config: dict, block_size: int) -> int:
+    """Tokens seen during the learning-rate warm-up of a family trained here (0 for a hub family)."""
+    return int(train_config.get("warmup_steps", 0)) * int(train_config.get("batch_size", 0)) * int(block_size)
 
 
 def corpus_split(task, family: dict, seed: int = 0, held_out: float = 0.05):
@@ -70,7 +84,7 @@ def with_setting(losses: pd.DataFrame) -> pd.DataFrame:
 
 def extrapolation_protocol(losses: pd.DataFrame, checkpoint: int) -> tuple[pd.DataFrame, float]:
     """(rows, largest size): the smaller models up to checkpoint index `checkpoint` (0-based, over the distinct
-    target token counts) are fitted, and the largest model after it is predicted."""
+    target token counts) are fitted, and the largest model after it is predicted (`fit_row` names the fitted rows)."""
     largest = losses.params_non_embedding.max()
     targets = np.sort(losses.target_tokens.unique())
     if not 0 <= checkpoint < len(targets) - 1:
@@ -79,7 +93,7 @@ def extrapolation_protocol(losses: pd.DataFrame, checkpoint: int) -> tuple[pd.Da
     cut = targets[checkpoint]
     rows = losses[((losses.params_non_embedding < largest) & (losses.target_tokens <= cut))
                   | ((losses.params_non_embedding == largest) & (losses.target_tokens > cut))]
-    return rows, largest
+    return rows.assign(fit_row=rows.params_non_embedding < largest), largest
 
 
 def aic_gap(per_setting: pd.DataFrame, law: str = "Shannon", baselines=("Kaplan", "Chinchilla")) -> pd.Series:
@@ -98,26 +112,48 @@ def exponents(fits: dict) -> pd.DataFrame:
     return table
 
 
-def basin_evidence(found: pd.DataFrame, q: float = 0.05, level: float = 0.95) -> dict:
-    """Basins read with the false-discovery rate controlled (Benjamini-Hochberg at `q` over the perturbed series,
-    and separately over the clean series, of the `basins` table with its `p_value`), against the clean control:
-    perturbed_basins and clean_basins (discoveries; perturbed_series and clean_series, how many were tested), and basin_rate_perturbed_minus_clean, the difference of the
-    discovery rates with Newcombe's hybrid score interval (Wilson intervals of each rate)."""
-    out, rates = {}, {}
-    for name, rows in (("perturbed", found[found.perturbation != "none"]), ("clean", found[found.perturbation == "none"])):
-        if len(rows) == 0:
-            raise ValueError(f"no {name} series to read basins from")
-        hits = int(multipletests(rows.p_value.to_numpy(float), alpha=q, method="fdr_bh")[0].sum())
-        lo, hi = proportion_confint(hits, len(rows), alpha=1 - level, method="wilson")
-        out[f"{name}_basins"] = hits
-        rates[name] = (hits / len(rows), float(lo), float(hi), len(rows))
-    (p1, l1, u1, n1), (p2, l2, u2, n2) = rates["perturbed"], rates["clean"]
-    diff = p1 - p2
-    out["basin_rate_perturbed_minus_clean"] = (diff, diff - float(np.hypot(p1 - l1, u2 - p2)),
-                                               diff + float(np.hypot(u1 - p1, p2 - l2)))
-    out["perturbed_series"], out["clean_series"] = n1, n2
-    out["basin_excess_over_clean"] = out["perturbed_basins"] - p2 * n1
-    return out
+def split_blocks(losses: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """(losses without the `block_losses` column, blocks: rows x evaluation blocks)."""
+    if "block_losses" not in losses:
+        raise ValueError("the scan has no per-block losses: run it with blocks=True")
+    blocks = np.stack([np.asarray(b, dtype=float) for b in losses.block_losses])
+    return losses.drop(columns="block_losses").reset_index(drop=True), blocks
+
+
+def mean_over_draws(losses: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, model, checkpoint): the loss averaged over the perturbation's draws (what the laws
+    fit), its standard error the draws' own spread combined with the evaluation error."""
+    keys = ["setting", "perturbation", "level", "model", "params_non_embedding", "target_tokens", "tokens"]
+    grouped = losses.groupby(keys, sort=False)
+    out = grouped.agg(loss=("loss", "mean"), eval_se=("loss_se", "mean"), draws=("loss", "size"),
+                      draw_sd=("loss", "std")).reset_index()
+    out["loss_se"] = np.sqrt(out.eval_se ** 2 + out.draw_sd.fillna(0) ** 2 / out.draws)
+    return out.drop(columns="eval_se")
+
+
+def basin_evidence(settings: pd.DataFrame, clean: str = "none") -> dict:
+    """The basin claim's evidence from `caplab.science.basin_test.basin_test`'s settings table: basin_settings
+    (perturbed settings discovered, false-discovery rate controlled), perturbed_settings (how many were tested),
+    clean_basin (1 if the clean setting's own series read as a basin: the control), and the most significant
+    perturbed setting's deepest series minus the same clean series (value, lo, hi)."""
+    perturbed = settings[settings.setting != clean]
+    if perturbed.empty or (settings.setting == clean).sum() != 1:
+        raise ValueError("basin_evidence needs the clean setting and at least one perturbed setting")
+    top = perturbed.sort_values("p_value", kind="stable").iloc[0]
+    return {"basin_settings": int(perturbed.basin.sum()), "perturbed_settings": len(perturbed),
+            "clean_basin": int(settings.loc[settings.setting == clean, "basin"].iloc[0]),
+            "basin_deepest_minus_clean": (float(top.deepest_minus_clean), float(top.deepest_minus_clean_lo),
+                                          float(top.deepest_minus_clean_hi))}
+
+
+def carry_forward(held: pd.DataFrame, fitted: pd.DataFrame, checkpoint: int) -> pd.Series:
+    """The carry-forward prediction of each held-out row: the largest model's own loss, in the same setting, at
+    the last fitted checkpoint (index `checkpoint`), held flat (no law: what a practitioner reads off the curve)."""
+    targets = np.sort(fitted.target_tokens.unique())
+    cut = targets[checkpoint]
+    largest = fitted.params_non_embedding.max()
+    last = fitted[(fitted.params_non_embedding == largest) & (fitted.target_tokens == cut)].set_index("setting").loss
+    return held.setting.map(last).rename("carry_forward")
 
 
 def _pointwise_loglik(residual: np.ndarray) -> np.ndarray:
@@ -174,7 +210,10 @@ def extrapolation_evidence(per_setting: pd.DataFrame, held: pd.DataFrame, law: s
     clean setting's held-out rows (if no law extrapolates clean data, a failure under perturbation says nothing).
     On the perturbed settings' held-out rows pooled: extrapolation_r2_<law> and
     extrapolation_r2_<law>_minus_best_baseline, with a paired percentile bootstrap over held-out rows (one index
-    row for every law; the best baseline chosen within each resample)."""
+    row for every law; the best baseline chosen within each resample). With a `carry_forward` column in `held`
+    (`carry_forward`): extrapolation_log_rmse_<law>_minus_carry_forward, the law's RMSE of log loss minus that of
+    carrying the largest model's last fitted loss forward (negative: the law predicts the later checkpoints better
+    than a flat line), same paired bootstrap."""
     clean = per_setting[per_setting.setting == "none"]
     if clean.empty or "r2_extrapolation" not in clean:
         raise ValueError("extrapolation_evidence needs the clean setting's extrapolation")
@@ -187,66 +226,98 @@ def extrapolation_evidence(per_setting: pd.DataFrame, held: pd.DataFrame, law: s
     def r2(index):
         obs = y[index]
         tot = np.sum((obs - obs.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
-        return 1 - np.sum((obs[None] - pred[:, index]) ** 2, axis=-1) / tot
+        with np.errstate(divide="ignore", invalid="ignore"):      # a resample of one repeated row: no R^2 (dropped)
+            return 1 - np.sum((obs[None] - pred[:, index]) ** 2, axis=-1) / tot
 
     from caplab.stats.resampling import percentile_interval, resample_indices
     point = r2(np.arange(len(y)))
-    boots = np.stack([r2(i) for i in resample_indices(len(y), n, rng)])       # (n, laws)
+    indices = resample_indices(len(y), n, rng)
+    boots = np.stack([r2(i) for i in indices])       # (n, laws)
     ok = np.isfinite(boots).all(axis=1)
     diff = boots[ok, 0] - boots[ok, 1:].max(axis=1)
-    return {"extrapolation_r2_clean_best": float(clean.r2_extrapolation.max()),
-            f"extrapolation_r2_{law.lower()}": (float(point[0]), *percentile_interval(boots[ok, 0], level)),
-            f"extrapolation_r2_{law.lower()}_minus_best_baseline":
-                (float(point[0] - point[1:].max()), *percentile_interval(diff, level))}
+    out = {"extrapolation_r2_clean_best": float(clean.r2_extrapolation.max()),
+           f"extrapolation_r2_{law.lower()}": (float(point[0]), *percentile_interval(boots[ok, 0], level)),
+           f"extrapolation_r2_{law.lower()}_minus_best_baseline":
+               (float(point[0] - point[1:].max()), *percentile_interval(diff, level))}
+    if "carry_forward" in wide[law]:
+        flat = np.log(wide[law].carry_forward.to_numpy(float))
+
+        def rmse_gap(index):
+            return (np.sqrt(np.mean((y[index] - pred[0, index]) ** 2, axis=-1))
+                    - np.sqrt(np.mean((y[index] - flat[index]) ** 2, axis=-1)))
+
+        out[f"extrapolation_log_rmse_{law.lower()}_minus_carry_forward"] = (
+            float(rmse_gap(np.arange(len(y)))), *percentile_interval(rmse_gap(indices), level))
+    return out
 
 
-def exponent_evidence(fits: dict, *, n: int, seed: int, level: float = 0.95) -> tuple[dict, pd.DataFrame]:
-    """delta - beta and gamma - alpha with per-fit intervals: each setting's Shannon fit is refitted on `n`
-    resamples of its own points (warm-started, `caplab.stats.fitting.bootstrap`); replicate b of the perturbed
-    median takes every setting's b-th refit. Readings: shannon_delta_minus_beta (median over perturbed settings),
-    shannon_delta_minus_beta_clean, shannon_delta_minus_beta_perturbed_minus_clean, shannon_gamma_minus_alpha.
-    Also the per-setting table with each fit's own interval."""
-    from caplab.stats.fitting import bootstrap
+def d_term_share(params: dict, frame: pd.DataFrame) -> float:
+    """The share of the Shannon loss that its d D^delta term carries at the largest D of `frame`: the mean over
+    that checkpoint's models of 1 - L(d = 0) / L. Where it is small, delta is not identified."""
+    from caplab.stats import laws
+    top = frame[frame.tokens == frame.tokens.max()]
+    x = {"N": top.params_non_embedding.to_numpy(float), "D": top.tokens.to_numpy(float)}
+    full = laws.SHANNON.predict(params, x)
+    without = laws.SHANNON.predict({**params, "d": 1e-300}, x)
+    return float(np.mean(1 - without / full))
+
+
+def exponent_evidence(draws: pd.DataFrame, frame: pd.DataFrame, level: float = 0.95) -> tuple[dict, pd.DataFrame]:
+    """delta - beta and gamma - alpha with per-fit intervals, from `caplab.science.law_fits.bootstrap_groups` of
+    the Shannon law by setting (replicate -1: the fit; 0..n-1: warm-started refits on resamples of its points);
+    replicate b of the perturbed median takes every setting's b-th refit. Readings: shannon_delta_minus_beta
+    (median over perturbed settings), shannon_delta_minus_beta_clean, shannon_delta_minus_beta_perturbed_minus_clean,
+    shannon_gamma_minus_alpha, and d_term_share_perturbed (median over perturbed settings of the d D^delta term's
+    share of the fitted loss at the largest D, `d_term_share`: delta is identified only where it matters). Also the
+    per-setting table with each fit's own interval and share."""
     from caplab.stats.resampling import percentile_interval
-    derived = {"delta_minus_beta": lambda p: p["delta"] - p["beta"], "gamma_minus_alpha": lambda p: p["gamma"] - p["alpha"]}
-    draws, rows = {}, []
-    for i, (setting, fit) in enumerate(fits.items()):
-        booted = bootstrap(fit, n=n, seed=seed + i, level=level, derived=derived)
-        draws[setting] = booted.bootstrap_info["samples"]
-        rows.append({"setting": setting, **{k: fit.params[k] for k in ("alpha", "beta", "gamma", "delta")},
-                     **{name: booted.derived[name] for name in derived},
-                     **{f"{name}_{end}": booted.intervals.loc[name, end] for name in derived
-                        for end in ("lower", "upper")},
-                     "r2": fit.r2(), "converged": fit.converged})
-    if "none" not in draws:
+    draws = draws.assign(delta_minus_beta=draws.delta - draws.beta, gamma_minus_alpha=draws.gamma - draws.alpha)
+    fits = draws[draws.replicate == -1].set_index("setting")
+    reps = draws[draws.replicate >= 0]
+    if "none" not in fits.index:
         raise ValueError("exponent_evidence needs the clean setting 'none' as the control")
-    perturbed = [s for s in draws if s != "none"]
+    perturbed = [s for s in fits.index if s != "none"]
+    if not perturbed:
+        raise ValueError("exponent_evidence needs at least one perturbed setting")
+    names = ("delta_minus_beta", "gamma_minus_alpha")
+    wide = {name: reps.pivot(index="replicate", columns="setting", values=name) for name in names}
+    if len(wide[names[0]]) < 2:
+        raise ValueError("exponent_evidence needs at least 2 bootstrap refits per setting")
+    rows = []
+    for setting, fit in fits.iterrows():
+        params = {k: fit[k] for k in ("a", "b", "c", "d", "e", "alpha", "beta", "gamma", "delta")}
+        rows.append({"setting": setting, **{k: params[k] for k in ("alpha", "beta", "gamma", "delta")},
+                     **{name: fit[name] for name in names},
+                     **{f"{name}_{end}": v for name in names
+                        for end, v in zip(("lower", "upper"), percentile_interval(wide[name][setting], level))},
+                     "d_term_share": d_term_share(params, frame[frame.setting == setting]),
+                     "r2": fit.r2, "converged": bool(fit.converged)})
     table = pd.DataFrame(rows).set_index("setting")
 
-    def pooled(name):
-        point = float(np.median(table.loc[perturbed, name]))
-        reps = np.median(np.stack([draws[s][name].to_numpy() for s in perturbed]), axis=0)
-        return point, reps
-
-    def reading(point, reps):
+    def reading(point, replicates):
         # the percentile interval of few refits can miss the point estimate itself: widen it to hold the point
-        lo, hi = percentile_interval(reps, level)
-        return point, min(lo, point), max(hi, point)
+        lo, hi = percentile_interval(np.asarray(replicates, dtype=float), level)
+        return float(point), min(lo, float(point)), max(hi, float(point))
 
     out = {}
-    dmb, dmb_reps = pooled("delta_minus_beta")
-    clean_point, clean_reps = float(table.loc["none", "delta_minus_beta"]), draws["none"]["delta_minus_beta"].to_numpy()
+    dmb = float(np.median(table.loc[perturbed, "delta_minus_beta"]))
+    dmb_reps = wide["delta_minus_beta"][perturbed].median(axis=1).to_numpy()
+    clean_point, clean_reps = float(table.loc["none", "delta_minus_beta"]), wide["delta_minus_beta"]["none"].to_numpy()
     out["shannon_delta_minus_beta"] = reading(dmb, dmb_reps)
     out["shannon_delta_minus_beta_clean"] = reading(clean_point, clean_reps)
     out["shannon_delta_minus_beta_perturbed_minus_clean"] = reading(dmb - clean_point, dmb_reps - clean_reps)
-    gma, gma_reps = pooled("gamma_minus_alpha")
-    out["shannon_gamma_minus_alpha"] = reading(gma, gma_reps)
+    out["shannon_gamma_minus_alpha"] = reading(float(np.median(table.loc[perturbed, "gamma_minus_alpha"])),
+                                               wide["gamma_minus_alpha"][perturbed].median(axis=1).to_numpy())
+    out["d_term_share_perturbed"] = float(np.median(table.loc[perturbed, "d_term_share"]))
+    out["d_term_share_clean"] = float(table.loc["none", "d_term_share"])
     return out, table.reset_index()
 
 
 def damage_evidence(losses: pd.DataFrame, bits: int = 2) -> dict:
     """The quantization claim's evidence: the mean over models of each model's slope of the `bits`-bit damage
-    against log tokens, t interval over models (`perturbation_scan.damage_slopes`)."""
+    against log tokens, t interval over models (`perturbation_scan.damage_slopes`), and the same slope per model
+    divided by that model's clean loss drop per e-fold of tokens (reported)."""
     from caplab.science.perturbation_scan import damage_slopes
     trend = damage_slopes(losses, "quant", bits)
-    return {f"quant{bits}_damage_slope_log_tokens": (trend["slope"], trend["lo"], trend["hi"]), "trend": trend}
+    return {f"quant{bits}_damage_slope_log_tokens": (trend["slope"], trend["lo"], trend["hi"]),
+            f"quant{bits}_damage_slope_per_clean_drop": trend["normalised"], "trend": trend}

@@ -71,6 +71,15 @@ def torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
+def _workers() -> int | None:
+    """Processes that train independent runs side by side (`caplab.substrate.sweep`; each child on one thread)."""
+    try:
+        from caplab.substrate.sweep import workers
+        return workers()
+    except (ImportError, ValueError):
+        return None
+
+
 def seeds_of(params) -> dict[str, Any]:
     """Every seed at any depth (keys named `seed`, `seeds`, `*_seed`, `*_seeds`), by dotted path."""
     from caplab.params import seeds
@@ -93,6 +102,7 @@ def collect(*, notebook: str, tier: str, params, started: str, ended: str | None
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch_threads(),
+        "workers": _workers(),
         "gpu": gpu_model(),
         "started": started,
         "ended": ended,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -268,3 +269,29 @@ def token_accuracy_metric(logits, batch) -> dict:
     labels = batch["labels"][:, 1:]
     scored = labels != -100
     return {"accuracy": float(((predicted == labels) & scored).sum() / scored.sum())}
+
+
+def answer_only_loss(tokens: TokenDataset, tokenizer, marker: str = "=") -> TokenDataset:
+    """A packed corpus (`data.pack_blocks`, texts separated by the tokenizer's eos) with no loss on the prompt of any
+    text that holds the one-token `marker` ("=" of "12+34=64"): in such a text the tokens up to and including the
+    first marker carry label -100, its answer and closing eos keep theirs; texts without the marker (facts, filler)
+    keep every label. A text cut by a block boundary is judged on the part inside the block. Inputs unchanged."""
+    marker_ids = tokenizer(marker, add_special_tokens=False).input_ids
+    if len(marker_ids) != 1:
+        raise ValueError(f"the marker {marker!r} must be one token, got {len(marker_ids)}")
+    marker_id, eos_id = marker_ids[0], tokenizer.eos_token_id
+    ids = tokens.input_ids
+    n, width = ids.shape
+    flat = ids.reshape(-1).numpy()
+    start = np.zeros(flat.shape, dtype=bool)
+    start[::width] = True                                   # every block starts a text part
+    start[1:] |= flat[:-1] == eos_id                         # so does the token after an eos
+    seg = np.cumsum(start) - 1
+    is_marker = flat == marker_id
+    before = np.cumsum(is_marker) - is_marker                # markers strictly before each position
+    base = np.maximum.accumulate(np.where(start, before, 0))  # ... before the text part's start
+    seen = before - base > 0                                 # a marker earlier in the same text part
+    has_marker = np.bincount(seg, weights=is_marker, minlength=seg[-1] + 1)[seg] > 0
+    labels = tokens.labels.clone().reshape(-1)
+    labels[torch.from_numpy(has_marker & ~seen)] = -100
+    return TokenDataset(tokens.input_ids, tokens.attention_mask, labels.reshape(n, width))

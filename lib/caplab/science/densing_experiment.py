@@ -43,6 +43,7 @@ from caplab.substrate.cache import default_cache
 from caplab.substrate.evaluate import example_losses
 from caplab.substrate.family import CHECKPOINTS, FAMILY, build_family, for_each_checkpoint
 from caplab.substrate.models import MODEL, get_model, param_counts
+from caplab.substrate.sweep import parallel
 from caplab.substrate.train import TRAIN, TrainConfig, train_cached
 
 
@@ -276,10 +277,13 @@ def _targets(p: Params, corpora) -> list[dict]:
         if "data" in t:
             runs.setdefault(t["data"], []).append(int(t["tokens_x"] * p.D0))
     paths = {}
-    for corpus_name, tokens in runs.items():
-        config = TrainConfig.from_dict({**p.reference_train, "max_tokens": max(tokens),
-                                        "checkpoint_tokens": tuple(sorted(set(tokens)))})
-        run = train_cached(p.target_shape, corpora[corpus_name], config, step="densing-target")
+    configs = {name: TrainConfig.from_dict({**p.reference_train, "max_tokens": max(tokens),
+                                            "checkpoint_tokens": tuple(sorted(set(tokens)))})
+               for name, tokens in runs.items()}
+    trained = parallel([lambda name=name: train_cached(p.target_shape, corpora[name], configs[name],
+                                                       step="densing-target") for name in runs],
+                       costs=[max(tokens) for tokens in runs.values()])
+    for (corpus_name, tokens), run in zip(runs.items(), trained):
         ckpts = run.checkpoints.set_index("target_tokens")
         n = run.summary["n_params"]["non_embedding"]
         for tok in set(tokens):

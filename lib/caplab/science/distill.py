@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from caplab.substrate.evaluate import example_losses
 from caplab.substrate.family import FAMILY, build_family, log_spaced_shapes, member_spec
 from caplab.substrate.models import get_model, param_counts, strict_from_dict
-from caplab.substrate.train import TrainConfig, train_cached
+from caplab.substrate.sweep import parallel
+from caplab.substrate.train import TrainConfig, is_trained, train_cached
 
 
 def distillation_terms(student_logits, teacher_logits, labels, temperature: float = 1.0) -> dict:
@@ -149,13 +150,15 @@ def train_teachers(shapes: list[dict], corpus, config: dict, budget: TeacherBudg
     budget = strict_from_dict(TeacherBudget, budget) if isinstance(budget, dict) else budget
     if "steps" in config or "max_tokens" in config:
         raise ValueError("the teachers' length comes from the budget: give no steps or max_tokens in their config")
+    specs = [{k: v for k, v in shape.items() if k != "name"} for shape in shapes]
+    counts = [param_counts(get_model(spec)[0]) for spec in specs]          # tiny: building one costs milliseconds
+    tokens = [budget.tokens(c["non_embedding"]) for c in counts]
+    runs = parallel([lambda spec=spec, n=n: train_cached(spec, corpus, TrainConfig.from_dict({**config, "max_tokens": n}),
+                                                        cache=cache, step="teacher")
+                     for spec, n in zip(specs, tokens)],
+                    costs=[c["non_embedding"] * n for c, n in zip(counts, tokens)])
     rows = []
-    for shape in shapes:
-        spec = {k: v for k, v in shape.items() if k != "name"}
-        counts = param_counts(get_model(spec)[0])          # tiny: building it costs milliseconds
-        run = train_cached(spec, corpus, TrainConfig.from_dict({**config,
-                                                                "max_tokens": budget.tokens(counts["non_embedding"])}),
-                           cache=cache, step="teacher")
+    for shape, spec, counts, run in zip(shapes, specs, counts, runs):
         summary = run.summary
         rows.append({"model": shape.get("name") or f"d{spec.get('d_model')}-L{spec.get('n_layer')}",
                      "params_non_embedding": counts["non_embedding"], "params_total": counts["total"],
@@ -209,9 +212,7 @@ def distill_cached_logits(student_spec: dict, teacher, dataset, config, alpha: f
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got alpha={alpha}, temperature={temperature}")
 
     def loss_fn(model, batch):
-        if key not in memo:
-            memo.clear()                        # one teacher's logits at a time
-            memo[key] = TeacherLogits(get_model(spec)[0], dataset)
+        _teacher_pass(memo, teacher, dataset)
         if _vocab_size(model) != memo[key].vocab:
             raise ValueError(f"student vocab size {_vocab_size(model)} != teacher vocab size {memo[key].vocab}: "
                              f"teacher and student must share the tokenizer")
@@ -220,7 +221,19 @@ def distill_cached_logits(student_spec: dict, teacher, dataset, config, alpha: f
                                  temperature)
 
     return train_cached(student_spec, dataset, config, cache=cache, loss_fn=loss_fn,
-                        loss_name=f"distill-logits:{key}:{alpha}:{temperature}", step=step)
+                        loss_name=_logits_loss_name(key, alpha, temperature), step=step)
+
+
+def _logits_loss_name(key: str, alpha: float, temperature: float) -> str:
+    return f"distill-logits:{key}:{alpha}:{temperature}"
+
+
+def _teacher_pass(memo: dict, teacher, dataset) -> None:
+    """Fill `memo` with this teacher's logits on `dataset` (one teacher's at a time) unless they are there."""
+    spec, key = teacher_spec(teacher)
+    if key not in memo:
+        memo.clear()
+        memo[key] = TeacherLogits(get_model(spec)[0], dataset)
 
 
 def build_teachers(spec: dict, corpus, config: dict, budget: dict, *, cache=None) -> pd.DataFrame:
@@ -262,6 +275,9 @@ def distilled_block_losses(students: list[dict], seeds: list[int], teachers: pd.
     for student in students:
         model, _ = get_model(seeded(student, seeds[0]))
         sizes[repr(student)] = param_counts(model)["non_embedding"]
+    if len(set(sizes.values())) < len(sizes):
+        raise ValueError(f"students are told apart by their non-embedding size, and two are the same size: "
+                         f"{sizes}")
     frames = []
 
     def score(run, student, seed, teacher, params):
@@ -270,19 +286,31 @@ def distilled_block_losses(students: list[dict], seeds: list[int], teachers: pd.
                                     "teacher_params": params, "seed": seed, "block": np.arange(len(losses)),
                                     "loss": losses}))
 
-    for student in students:
-        for seed in seeds:
-            run = train_cached(seeded(student, seed), dataset, {**config, "seed": seed}, cache=cache,
-                               step="student-alone")
-            score(run, student, seed, "none", np.nan)
+    # Every (student, seed) run of one teacher trains side by side, one per core (`sweep.parallel`); the teacher's
+    # logits are computed once in this process first, and the forked runs share them.
+    pairs = [(student, seed) for student in students for seed in seeds]
+    costs = [sizes[repr(student)] for student, _ in pairs]
+    runs = parallel([lambda s=s, seed=seed: train_cached(seeded(s, seed), dataset, {**config, "seed": seed},
+                                                         cache=cache, step="student-alone") for s, seed in pairs],
+                    costs=costs)
+    for (student, seed), run in zip(pairs, runs):
+        score(run, student, seed, "none", np.nan)
     memo: dict = {}
     for teacher in teachers.itertuples():
-        for student in students:
-            for seed in seeds:
-                cfg = {**config, "seed": seed}
-                run = (distill_cached_logits(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
-                                             teacher_logits=memo, cache=cache) if teacher_logits == "precomputed"
-                       else distill_cached(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
-                                           cache=cache))
-                score(run, student, seed, teacher.model, float(teacher.params_non_embedding))
+        if teacher_logits == "precomputed":
+            key = teacher_spec(teacher.spec)[1]
+            if not all(is_trained(seeded(s, seed), dataset, {**config, "seed": seed}, cache=cache, step="distill",
+                                  loss_name=_logits_loss_name(key, alpha, temperature)) for s, seed in pairs):
+                _teacher_pass(memo, teacher.spec, dataset)
+
+        def distil(student, seed, teacher=teacher):
+            cfg = {**config, "seed": seed}
+            return (distill_cached_logits(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
+                                          teacher_logits=memo, cache=cache) if teacher_logits == "precomputed"
+                    else distill_cached(seeded(student, seed), teacher.spec, dataset, cfg, alpha, temperature,
+                                        cache=cache))
+
+        runs = parallel([lambda s=s, seed=seed: distil(s, seed) for s, seed in pairs], costs=costs)
+        for (student, seed), run in zip(pairs, runs):
+            score(run, student, seed, teacher.model, float(teacher.params_non_embedding))
     return pd.concat(frames, ignore_index=True)

@@ -25,6 +25,7 @@ from caplab.substrate.cache import default_cache
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.evaluate import example_losses, mean_loss
 from caplab.substrate.models import get_model
+from caplab.substrate.sweep import parallel
 from caplab.substrate.train import TrainConfig, dataset_digest, train
 
 ARM_KINDS = ("tensors", "full", "lora")
@@ -113,6 +114,15 @@ def trajectory(base: dict[str, Any], arm: Arm, train_b: TokenDataset, fit_b: Tok
     runlog.summary(f"finetune {arm.name} (seed {seed})", steps=int(last.step), tokens=int(last.tokens),
                    note=f"new-task loss {last.fit_b:.4g}, control loss {last.control_a:.4g}", cached=not computed)
     return rows
+
+
+def trajectories(base: dict[str, Any], jobs: list[tuple[Arm, int]], train_b: TokenDataset, fit_b: TokenDataset,
+                 control_a: TokenDataset, config: TrainConfig, **kwargs) -> pd.DataFrame:
+    """`trajectory` for every (arm, seed) in `jobs`, side by side on the machine's cores (`sweep.parallel`; each run
+    as the plain loop computes it), concatenated in the order of `jobs`."""
+    runs = parallel([lambda arm=arm, seed=seed: trajectory(base, arm, train_b, fit_b, control_a, config, seed=seed,
+                                                           **kwargs) for arm, seed in jobs])
+    return pd.concat(runs, ignore_index=True)
 
 
 def _token_budget(config: TrainConfig, data: TokenDataset) -> int:

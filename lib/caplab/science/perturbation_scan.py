@@ -18,45 +18,61 @@ import pandas as pd
 from caplab.science.perturb import apply_perturbation
 from caplab.stats.regression import slope
 from caplab.substrate.data import TokenDataset
-from caplab.substrate.evaluate import mean_loss_with_se
+from caplab.substrate.evaluate import example_losses
 from caplab.substrate.family import for_each_checkpoint
 from caplab.substrate.train import TrainConfig, train
 
 
 def measure_checkpoint(model, tokenizer, row, *, eval_data: TokenDataset, noise_sigmas=(), quant_bits=(),
                        sft_data: TokenDataset | None = None, sft: dict | None = None, seed: int = 0,
-                       batch_size: int = 64) -> list[dict]:
-    """The rows of one checkpoint: clean, each noise level, each bit width, then SFT (which trains `model`)."""
+                       batch_size: int = 64, draws=None, blocks: bool = False) -> list[dict]:
+    """The rows of one checkpoint: clean, each noise level, each bit width, then SFT (on a copy of `model`).
+    `draws`: the seeds of the random perturbations (noise draws, SFT data orders), one row per (setting, draw);
+    default `[seed]`. A row's `draw` is its seed (the deterministic settings, clean and quantized, have one row with
+    the first seed). `blocks`: each row also carries `block_losses`, the mean loss of every evaluation block (for
+    bootstraps over blocks paired across settings)."""
+    import copy
+    draws = [seed] if draws is None else [int(d) for d in draws]
     rows = []
 
-    def add(kind, level, measured):
-        loss, se = mean_loss_with_se(measured, eval_data, batch_size)
-        rows.append({"perturbation": kind, "level": float(level), "loss": loss, "loss_se": se})
+    def add(kind, level, measured, draw):
+        per_row = example_losses(measured, eval_data, batch_size)
+        loss = float(per_row.loss_sum.sum() / per_row.n_tokens.sum())
+        se = float(per_row.loss.std(ddof=1) / len(per_row) ** 0.5) if len(per_row) > 1 else float("nan")
+        rows.append({"perturbation": kind, "level": float(level), "draw": draw, "loss": loss, "loss_se": se,
+                     **({"block_losses": per_row.loss.tolist()} if blocks else {})})
 
-    add("none", 0, model)
+    add("none", 0, model, draws[0])
     for sigma in noise_sigmas:
-        add("noise", sigma, apply_perturbation(model, {"kind": "noise", "sigma": sigma, "seed": seed}))
+        for draw in draws:
+            add("noise", sigma, apply_perturbation(model, {"kind": "noise", "sigma": sigma, "seed": draw}), draw)
     for bits in quant_bits:
-        add("quant", bits, apply_perturbation(model, {"kind": "quant", "bits": bits}))
+        add("quant", bits, apply_perturbation(model, {"kind": "quant", "bits": bits}), draws[0])
     if sft:
         if sft_data is None:
             raise ValueError("an SFT perturbation needs sft_data")
-        config = TrainConfig.from_dict({**sft, "seed": seed})
-        train(model, sft_data, config)
-        add("sft", config.steps or config.max_tokens, model)
+        for i, draw in enumerate(draws):
+            config = TrainConfig.from_dict({**sft, "seed": draw})
+            tuned = model if i == len(draws) - 1 else copy.deepcopy(model)
+            train(tuned, sft_data, config)
+            add("sft", config.steps or config.max_tokens, tuned, draw)
     return rows
 
 
 def scan(family: pd.DataFrame, eval_data: TokenDataset, *, noise_sigmas=(), quant_bits=(),
          sft_data: TokenDataset | None = None, sft: dict | None = None, seed: int = 0, batch_size: int = 64,
-         cache=None) -> pd.DataFrame:
+         cache=None, draws=None, blocks: bool = False) -> pd.DataFrame:
     """`measure_checkpoint` at every checkpoint of `family` (cached per checkpoint and arguments)."""
     if not set(quant_bits) <= set(range(2, 17)):
         raise ValueError(f"quant_bits must be integers in 2..16, got {list(quant_bits)}")
     if any(s <= 0 for s in noise_sigmas):
         raise ValueError(f"noise sigmas must be positive, got {list(noise_sigmas)}")
+    if draws is not None and (not len(draws) or len(set(draws)) < len(draws)):
+        raise ValueError(f"draws must be distinct seeds, at least one, got {list(draws)}")
     args = {"eval_data": eval_data, "noise_sigmas": list(noise_sigmas), "quant_bits": list(quant_bits),
             "sft_data": sft_data, "sft": sft, "seed": seed, "batch_size": batch_size}
+    if draws is not None or blocks:            # new keys only when used: older cached entries keep their keys
+        args.update(draws=None if draws is None else [int(d) for d in draws], blocks=blocks)
     return for_each_checkpoint(family, measure_checkpoint, args=args, name="perturbation-scan", cache=cache)
 
 
@@ -127,17 +143,30 @@ def degradation_trend(frame: pd.DataFrame, perturbation: str, level: float, alph
 def damage_slopes(frame: pd.DataFrame, perturbation: str, level: float, alpha: float = 0.05) -> dict:
     """The damage (perturbed - clean loss) against log tokens, one least-squares slope per model; the mean slope
     with a t interval over models (df = models - 1). The checkpoints of one model share its weights' history and
-    the evaluation blocks, so they are not independent points: the model is the unit. Also `slopes` by model."""
+    the evaluation blocks, so they are not independent points: the model is the unit. Also `slopes` by model, and
+    `normalised`: (mean, lo, hi) of each model's damage slope divided by its clean loss drop per e-fold of tokens
+    (the damage in units of what the extra training bought; `normalised_slopes` by model)."""
     from scipy import stats as st
     hit = damage_rows(frame, perturbation, level)
-    slopes = {}
+    slopes, normalised = {}, {}
     for model, rows in hit.groupby("model", sort=False):
         if rows.log_tokens.nunique() >= 2:
             slopes[model] = float(np.polyfit(rows.log_tokens, rows.damage, 1)[0])
+            drop = -float(np.polyfit(rows.log_tokens, rows.loss - rows.damage, 1)[0])   # clean loss drop per e-fold
+            normalised[model] = slopes[model] / drop if drop > 0 else float("nan")
     if len(slopes) < 2:
         raise ValueError("damage_slopes needs at least two models with two checkpoints each")
-    values = np.array(list(slopes.values()))
-    mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
-    half = float(st.t.ppf(1 - alpha / 2, len(values) - 1)) * se
-    p = float(2 * st.t.sf(abs(mean) / se, len(values) - 1)) if se > 0 else float(mean == 0)
-    return {"slope": mean, "lo": mean - half, "hi": mean + half, "p_value": p, "n": len(values), "slopes": slopes}
+
+    def t_reading(values):
+        values = np.asarray([v for v in values if np.isfinite(v)])
+        if len(values) < 2:
+            return float("nan"), float("nan"), float("nan"), float("nan")
+        mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+        half = float(st.t.ppf(1 - alpha / 2, len(values) - 1)) * se
+        p = float(2 * st.t.sf(abs(mean) / se, len(values) - 1)) if se > 0 else float(mean == 0)
+        return mean, mean - half, mean + half, p
+
+    mean, lo, hi, p = t_reading(slopes.values())
+    n_mean, n_lo, n_hi, _ = t_reading(normalised.values())
+    return {"slope": mean, "lo": lo, "hi": hi, "p_value": p, "n": len(slopes), "slopes": slopes,
+            "normalised": (n_mean, n_lo, n_hi), "normalised_slopes": normalised}

@@ -48,6 +48,7 @@ class _Settings:
     warmup_ratio: float = 0.1
     schedule: str = "cosine"
     min_steps: int = 0                   # at least this many optimizer steps (small budgets on tiny models)
+    fixed_steps: int = 0                 # > 0: exactly this many optimizer steps whatever the data's size
     max_length: int = 256
     seed: int = 0
     lora: Annotated[dict, LORA] | None = None   # peft.LoraConfig keys, e.g. {"r": 32, "lora_alpha": 32, ...}
@@ -57,15 +58,18 @@ class _Settings:
         if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"{type(self).__name__}: need epochs > 0, lr > 0, batch_size >= 1, "
                              f"0 <= warmup_ratio < 1; got {self}")
-        if self.min_steps < 0:
-            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+        if self.min_steps < 0 or self.fixed_steps < 0:
+            raise ValueError(f"min_steps and fixed_steps must be >= 0, got {self.min_steps}, {self.fixed_steps}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         return strict_from_dict(cls, values)
 
     def steps(self, n_rows: int) -> int:
-        """Optimizer steps for `n_rows` examples: `epochs` passes, at least `min_steps`."""
+        """Optimizer steps for `n_rows` examples: `fixed_steps` when given (equal optimisation whatever the data's
+        size: small sets are repeated, large ones seen in part), else `epochs` passes, at least `min_steps`."""
+        if self.fixed_steps:
+            return self.fixed_steps
         return max(math.ceil(self.epochs * n_rows / self.batch_size), self.min_steps)
 
 
@@ -212,3 +216,56 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
     entry = cache.directory("dpo", args, build)
     summarize_trainer_run(entry, f"dpo {runlog.describe(model_spec)} on {len(prompts)} pairs", cached=not built)
     return {"path": str(entry / "model")}
+
+
+def preference_accuracy(model_spec: dict, reference_spec: dict, prompts: list[str], chosen: list[str],
+                        rejected: list[str], batch_size: int = 64) -> float:
+    """Held-out preference accuracy of a DPO model: the share of pairs whose implicit reward ranks the chosen
+    completion first, log pi(c)/pi_ref(c) > log pi(r)/pi_ref(r) (beta > 0 does not change the sign), with the
+    completions as DPO saw them (ending in <eos>). Ties count half."""
+    from caplab.substrate.evaluate import continuation_logprobs
+
+    if not len(prompts) == len(chosen) == len(rejected) or not prompts:
+        raise ValueError(f"need as many chosen and rejected as prompts (at least one): {len(prompts)}, "
+                         f"{len(chosen)}, {len(rejected)}")
+
+    def logratios(spec):
+        model, tokenizer = get_model(spec)
+        eos = tokenizer.eos_token
+        pairs = [(p, c + eos) for p, c in zip(prompts, chosen)] + [(p, r + eos) for p, r in zip(prompts, rejected)]
+        return [lp for lp, _, _ in continuation_logprobs(model, tokenizer, pairs, batch_size=batch_size)]
+
+    policy, reference = logratios(model_spec), logratios(reference_spec)
+    n = len(prompts)
+    margins = [(policy[i] - reference[i]) - (policy[n + i] - reference[n + i]) for i in range(n)]
+    return float(sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / n)
+
+
+def answer_scores(model_spec: dict, prompts: list[str], references: list[str], max_new_tokens: int, *,
+                  cache=None) -> pd.DataFrame:
+    """Greedy answers of a model to `prompts`, scored on the answer after "####" (`evaluate.answer_accuracy`):
+    one row per prompt (question = its position, answer, correct, formatted). Cached by model and data, so that
+    a model scored twice (a run's SFT start, and the same model as another run's final one) costs once."""
+    cache = cache if cache is not None else default_cache()
+    args = {"model": model_spec, "data": _digest(prompts, references), "max_new_tokens": max_new_tokens}
+
+    def compute() -> pd.DataFrame:
+        from caplab.substrate.evaluate import answer_accuracy
+
+        model, tokenizer = get_model(model_spec)
+        scored = answer_accuracy(model, tokenizer, prompts, references, max_new_tokens=max_new_tokens)
+        return scored.assign(question=range(len(scored)))[["question", "answer", "correct", "formatted"]]
+
+    return cache.get_or_compute("answer_scores", args, compute)
+
+
+def worked_accuracy(model_spec: dict, questions: list[str], answers: list[str], max_new_tokens: int = 48) -> float:
+    """The base model's skill in its pre-training form: greedy continuations of "7-3+5:" read after "=>"
+    (`chains.worked_prompt`, `chains.worked_answer`), exact match."""
+    from caplab.substrate import chains
+    from caplab.substrate.evaluate import generate_texts
+
+    model, tokenizer = get_model(model_spec)
+    texts = generate_texts(model, tokenizer, [chains.worked_prompt(q) for q in questions], max_new_tokens,
+                           batch_size=256)
+    return float(sum(chains.worked_answer(t) == str(a) for t, a in zip(texts, answers)) / max(1, len(texts)))

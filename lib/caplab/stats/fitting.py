@@ -48,10 +48,14 @@ def huber(r, delta):
 
 
 def information_criteria(residuals, k: int) -> tuple[float, float]:
-    """(AIC, BIC) = (n ln(RSS/n) + 2k, n ln(RSS/n) + k ln n) of residuals with k fitted parameters."""
+    """(AIC, BIC) = (n ln(RSS/n) + 2k, n ln(RSS/n) + k ln n) of residuals with k fitted parameters; NaN for an
+    exact fit (RSS = 0: as many parameters as points, or degenerate data), which no criterion can rank."""
     r = np.asarray(residuals, dtype=float)
     n = r.size
-    base = n * math.log(float(np.sum(r * r)) / n)
+    rss = float(np.sum(r * r))
+    if n == 0 or not rss > 0:
+        return math.nan, math.nan
+    base = n * math.log(rss / n)
     return base + 2 * k, base + k * math.log(n)
 
 

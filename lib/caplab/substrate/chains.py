@@ -9,7 +9,10 @@ works one operation per step, in the format of the budget paper's GSM8K data (Ra
     #### 9
 
 Everything a solver needs is single-step facts ("4+7=1"); `fact_corpus` gives them as pre-training text that never
-shows the question or the step format, so that the format has to come from fine-tuning. `corrupt` gives a wrong
+shows the question or the step format, so that the format has to come from fine-tuning. `worked_corpus` gives the
+multi-step skill itself in another surface form, worked chains such as "7-3+5: 7-3=4, 4+5=9 => 9" (never
+"Question:", "Step k:" or "####"), so that fine-tuning has a skill to elicit; `worked_prompt` / `worked_answer`
+ask and read that form, and `first_step_answer` is the answer of a guesser that solves only the first step. `corrupt` gives a wrong
 chain for preference pairs: one step's result is changed and the chain continues correctly from the wrong value,
 so the final answer is wrong too (every step is a bijection of the running value). `answer_of` reads the answer
 after "####", the same for our chains and for GSM8K solutions, and `correct_reward` is the binary RL reward.
@@ -125,6 +128,81 @@ def fact_corpus(n_lines: int, modulus: int = 10, facts_per_line: int = 8, seed: 
             facts.append(f"{a}{op}{b}={_apply(a, op, b, modulus, wrap)}")
         lines.append(" ".join(facts))
     return lines
+
+
+WORKED_FORMS = (
+    "{question}: {steps} => {answer}",                  # 7-3+5: 7-3=4, 4+5=9 => 9
+    "Work out {question}.\n{lines}\nSo it is {answer}.",  # one step a line
+    "{question} gives {semis}; the result is {answer}.",
+    "Question: {question}\nAnswer: {steps} => {answer}",  # the question as fine-tuning asks it, answered worked
+)
+"""The surface forms of worked chains in pre-training text; none is the fine-tuning answer format ("Step k:" lines
+and "#### answer"), so a base model asked "Question: ...\nAnswer:" answers in a worked form that scores 0. Form 0 is
+the one the base model's skill is measured in (`worked_prompt`, `worked_answer`)."""
+
+
+def worked_text(question: str, modulus: int = 10, wrap: bool = False, form: int = 0) -> str:
+    """The worked chain of `question` in pre-training form `form` (0: "7-3+5: 7-3=4, 4+5=9 => 9")."""
+    start, ops = _parse(question)
+    lines, answer = _steps(start, ops, modulus, wrap)
+    steps = [line.split(": ", 1)[1] for line in lines]
+    return WORKED_FORMS[form].format(question=question, steps=", ".join(steps), lines="\n".join(steps),
+                                     semis="; ".join(steps), answer=answer)
+
+
+def worked_prompt(question: str) -> str:
+    """The prompt of the pre-training form ("7-3+5:"), whose continuation is the worked chain."""
+    return f"{question}:"
+
+
+_WORKED = re.compile(r"=>\s*(-?\d+)")
+
+
+def worked_answer(text: str) -> str | None:
+    """The answer after the first "=>" of a worked chain, or None when there is none."""
+    found = _WORKED.search(text)
+    return found.group(1) if found else None
+
+
+def worked_corpus(n_lines: int, n_ops: int | tuple[int, int] = (1, 3), modulus: int = 10, seed: int = 0,
+                  exclude: set[str] | None = None, wrap: bool = False, n_forms: int = 1) -> list[str]:
+    """Pre-training text of `n_lines` worked chains, one per line, drawn as `problems` draws them but with
+    repeats (a skill is practised, not a list learned), each in one of the first `n_forms` `WORKED_FORMS` at
+    random (several forms make the skill less tied to one layout); questions in `exclude` are never drawn, so that
+    held-out questions are never seen worked."""
+    if not 1 <= n_forms <= len(WORKED_FORMS):
+        raise ValueError(f"n_forms must be in 1..{len(WORKED_FORMS)}, got {n_forms}")
+    lo, hi = (n_ops, n_ops) if isinstance(n_ops, int) else n_ops
+    if not 1 <= lo <= hi or modulus < 2:
+        raise ValueError(f"need 1 <= n_ops (or a range lo <= hi) and modulus >= 2; got {n_ops}, {modulus}")
+    rng, skip, lines = np.random.default_rng(seed), set(exclude or ()), []
+    for _ in range(100 * n_lines + 10000):
+        if len(lines) == n_lines:
+            return lines
+        start = int(rng.integers(modulus))
+        ops, value = [], start
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            ops.append(_operand(rng, value, modulus, wrap))
+            value = _apply(value, *ops[-1], modulus, wrap)
+        question = f"{start}" + "".join(f"{op}{b}" for op, b in ops)
+        form = int(rng.integers(n_forms))
+        if question not in skip:
+            lines.append(worked_text(question, modulus, wrap, form))
+    raise ValueError(f"could not draw {n_lines} worked chains outside the {len(skip)} excluded questions")
+
+
+def question_of(prompt: str) -> str:
+    """The question of a prompt "Question: 4+7-2\nAnswer:" ("4+7-2")."""
+    found = re.match(r"Question: (.*)\nAnswer:", prompt)
+    if not found:
+        raise ValueError(f"not a chain prompt: {prompt!r}")
+    return found.group(1)
+
+
+def first_step_answer(question: str, modulus: int = 10, wrap: bool = False) -> str:
+    """What a guesser that solves only the first operation answers (right on every one-step question)."""
+    start, ops = _parse(question)
+    return str(_apply(start, *ops[0], modulus, wrap))
 
 
 def answer_of(text: str) -> str | None:

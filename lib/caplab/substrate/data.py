@@ -244,15 +244,26 @@ def encode_pair(tokenizer, prompt: str, completion: str) -> tuple[list[int], lis
     the boundary ("Answer: " + "72": the prompt alone ends in " ", the whole text has " 72"), so the tokens of
     prompt + completion need not start with the prompt's. The completion's ids are then the whole text's ids after
     the prompt's where the prompt's are a prefix of them (always with a character tokenizer; the common case for
-    BPE), else the completion encoded alone without special tokens. Caveat: a SentencePiece tokenizer that prepends
-    a space to text encoded alone (Llama's) gives such a completion a leading space; end prompts on a token
-    boundary (no trailing space) to avoid the fallback. The multiple-choice scorer (`evaluate`) and the supervised
-    datasets (`pad_examples`) both use this one encoding."""
+    BPE), else the completion encoded as a continuation (`encode_continuation`: a SentencePiece tokenizer such as
+    Llama's would give the completion encoded alone a leading space that is not in the text). The multiple-choice
+    scorer (`evaluate`) and the supervised datasets (`pad_examples`) both use this one encoding."""
     context = tokenizer(prompt).input_ids
     whole = tokenizer(prompt + completion).input_ids
     if whole[:len(context)] == context and len(whole) > len(context):
         return context, whole[len(context):]
-    return context, tokenizer(completion, add_special_tokens=False).input_ids
+    return context, encode_continuation(tokenizer, completion)
+
+
+def encode_continuation(tokenizer, text: str, anchor: str = "\n") -> list[int]:
+    """The ids of `text` as it continues other text, without special tokens: encoded after `anchor` with the
+    anchor's own ids removed, where they are a prefix (they are unless the anchor merges into the text). Encoded
+    alone, a SentencePiece tokenizer with a prepended space (Llama's "▁") starts `text` with a space it does not
+    have; byte-level BPE gives the same ids either way."""
+    anchor_ids = tokenizer(anchor, add_special_tokens=False).input_ids
+    joined = tokenizer(anchor + text, add_special_tokens=False).input_ids
+    if anchor_ids and joined[:len(anchor_ids)] == anchor_ids and len(joined) > len(anchor_ids):
+        return joined[len(anchor_ids):]
+    return tokenizer(text, add_special_tokens=False).input_ids
 
 
 def pad_examples(prompts: list[str], completions: list[str], tokenizer, loss_on: str = "completion",

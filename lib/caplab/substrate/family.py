@@ -4,7 +4,8 @@
     frame = train_family(shapes, corpus, {"batch_size": 32, "lr": 1e-3}, log_spaced_tokens(2**14, 2**22, 12))
     losses = for_each_checkpoint(frame, lambda model, tok, row: {"loss": mean_loss(model, held_out)}, name="loss")
 
-Every member is one `train_cached` run (cached, resumable) with the same TrainConfig, so the same seed gives every
+Every member is one `train_cached` run (cached, resumable; the members train side by side, one per core, through
+`caplab.substrate.sweep.parallel`) with the same TrainConfig, so the same seed gives every
 size the same batches in the same order; a model's init seed is its shape's `seed` (default 0). Checkpoints are
 snapshots of one run (Pythia's design), so an early checkpoint sits part-way down the learning-rate schedule; pass
 `"schedule": "constant"` in the config to remove that effect. Compute is `6 N D` with N the non-embedding parameters
@@ -26,6 +27,7 @@ from torch import nn
 from caplab.substrate.cache import Cache, default_cache
 from caplab.substrate.data import TokenDataset
 from caplab.substrate.models import TinySpec, get_model, tiny_model
+from caplab.substrate.sweep import parallel
 from caplab.substrate.train import TrainConfig, dataset_digest, resolve_device, train_cached
 
 COLUMNS = ["model", "family", "d_model", "n_layer", "n_head", "params_total", "params_non_embedding",
@@ -126,9 +128,11 @@ def train_family(shapes: list[dict], corpus: TokenDataset, config: dict, checkpo
     if clash:
         raise ValueError(f"checkpoints {clash[0]} fall in the same optimizer step (~{per_step:.0f} tokens a step)")
 
+    runs = parallel([lambda spec=spec: train_cached(spec, corpus, train_config, cache=cache)
+                     for _, spec, _, _ in members],
+                    costs=[_non_embedding_params(spec) + 1 for _, spec, _, _ in members])
     rows = []
-    for name, spec, (d, n_layer, n_head), family in members:
-        run = train_cached(spec, corpus, train_config, cache=cache)
+    for (name, spec, (d, n_layer, n_head), family), run in zip(members, runs):
         counts = run.summary["n_params"]
         for ckpt in run.checkpoints.itertuples(index=False):
             rows.append({"model": name, "family": family, "d_model": d, "n_layer": n_layer, "n_head": n_head,
@@ -163,6 +167,11 @@ def _key_args(args: dict) -> dict:
     return {name: key(value) for name, value in args.items()}
 
 
+def _revision(value) -> str:
+    """A row's revision: "main" where a frame holds none (None, or NaN where other rows have one)."""
+    return value if isinstance(value, str) and value else "main"
+
+
 def _where(row: dict, cache: Cache) -> dict:
     """How to load a row's model (for get_model) and the part of it that keys the cache."""
     if "path" in row and isinstance(row["path"], str):
@@ -173,7 +182,7 @@ def _where(row: dict, cache: Cache) -> dict:
             key = str(path.resolve())
         return {"load": {"path": str(path)}, "key": {"path": key}}
     if "pretrained" in row:
-        spec = {"pretrained": row["pretrained"], "revision": row.get("revision") or "main"}
+        spec = {"pretrained": row["pretrained"], "revision": _revision(row.get("revision"))}
         return {"load": spec, "key": spec}
     raise ValueError("each row needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`) column")
 
@@ -184,8 +193,8 @@ def member_spec(row) -> dict:
     row = row._asdict() if hasattr(row, "_asdict") else dict(row)
     if isinstance(row.get("path"), str):
         return {"path": row["path"]}
-    if row.get("pretrained"):
-        return {"pretrained": row["pretrained"], "revision": row.get("revision") or "main"}
+    if isinstance(row.get("pretrained"), str):
+        return {"pretrained": row["pretrained"], "revision": _revision(row.get("revision"))}
     raise ValueError("a family member needs a `path` (a saved checkpoint) or `pretrained` (+ `revision`)")
 
 

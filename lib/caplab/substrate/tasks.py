@@ -33,6 +33,7 @@ _SYNTHETIC = {
     "fact_questions": ("pairs", _fact_questions),
     "arithmetic": ("pairs", lambda a: data.arithmetic(**a)),
     "chain_facts": ("texts", lambda a: chains.fact_corpus(**a)),
+    "chain_worked": ("texts", lambda a: chains.worked_corpus(**a)),
     "chain_problems": ("pairs", lambda a: chains.problems(**a).assign(answer=lambda f: f.solution)),
 }
 _HF_LOAD_KEYS = ("path", "name", "split", "revision", "data_files")
@@ -203,6 +204,7 @@ def _schemas():
     synthetic = {"zipf_language": Signature(data.zipf_language), "facts": Signature(data.facts),
                  "fact_questions": Signature(data.facts, name="fact_questions"),
                  "arithmetic": Signature(data.arithmetic), "chain_facts": Signature(chains.fact_corpus),
+                 "chain_worked": Signature(chains.worked_corpus, exclude=("exclude",)),
                  "chain_problems": Signature(chains.problems, exclude=("exclude",))}
     task = Kinds({}, name="task spec")
     mixture = Fields({"parts": list[Annotated[dict, task]], "seed": int}, name="mixture", required=("parts",),

@@ -30,7 +30,11 @@ from caplab.substrate.data import TokenDataset
 from caplab.substrate import runlog
 from caplab.substrate.models import get_model, load_local, param_counts, resolve_device, strict_from_dict
 
-PROGRESS_EVERY_S = 20.0     # a progress line this often (visible in headless runs), and at the end of a run
+PROGRESS_EVERY_S = 20.0
+# Named phases of a training step, seen by torch.profiler (the step profile of `make bench`); free when not profiling.
+PHASES = ("step.data", "step.forward", "step.backward", "step.clip", "step.optimizer")
+_phase = torch.profiler.record_function
+     # a progress line this often (visible in headless runs), and at the end of a run
 Callback = Callable[[torch.nn.Module, dict], "dict | None"]
 
 
@@ -207,16 +211,20 @@ def train(model: torch.nn.Module, dataset: TokenDataset, config: TrainConfig, *,
     started = time.perf_counter() - state["seconds"]
     last_progress = time.perf_counter()
     while state["step"] < total_steps and (config.max_tokens is None or state["tokens"] < config.max_tokens):
-        batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
-        with autocast():
+        with _phase("step.data"):
+            batch = {k: v.to(device) for k, v in dataset.batch(order.indices(state["step"])).items()}
+        with _phase("step.forward"), autocast():
             loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
-        loss.backward()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip) if config.grad_clip
-                     else torch.zeros(()))
+        with _phase("step.backward"):
+            loss.backward()
+        with _phase("step.clip"):
+            grad_norm = (torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip) if config.grad_clip
+                         else torch.zeros(()))
         lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        with _phase("step.optimizer"):
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
         state["step"] += 1
         state["tokens"] += int(batch["attention_mask"].sum())
         last = state["step"] == total_steps or state["tokens"] >= (config.max_tokens or float("inf"))
@@ -307,11 +315,10 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     when the entry is computed)."""
     from caplab.substrate.cache import atomic_write_text, default_cache
 
-    config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     if loss_fn is not None and not loss_name:
         raise ValueError("a custom loss_fn needs a loss_name for the cache key")
-    cache = cache if cache is not None else default_cache()
-    args = {"model": model_spec, "data": dataset_digest(dataset), "config": config, "loss": loss_name}
+    cache, args = _run_key(model_spec, dataset, config, cache, loss_name)
+    config = args["config"]
 
     built = []
 
@@ -346,6 +353,21 @@ def train_cached(model_spec: dict, dataset: TokenDataset, config: TrainConfig | 
     run = TrainedRun(cache.directory(step, args, build))
     _summarize(run, f"{step} {runlog.describe(model_spec)}", cached=not built)
     return run
+
+
+def _run_key(model_spec: dict, dataset: TokenDataset, config: TrainConfig | dict, cache, loss_name: str | None):
+    from caplab.substrate.cache import default_cache
+
+    config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    cache = cache if cache is not None else default_cache()
+    return cache, {"model": model_spec, "data": dataset_digest(dataset), "config": config, "loss": loss_name}
+
+
+def is_trained(model_spec: dict, dataset: TokenDataset, config: TrainConfig | dict, *, cache=None,
+               loss_name: str | None = None, step: str = "train") -> bool:
+    """Whether `train_cached` with these arguments would read a finished entry back (no training)."""
+    cache, args = _run_key(model_spec, dataset, config, cache, loss_name)
+    return cache.contains(step, args)
 
 
 def _summarize(run: TrainedRun, what: str, *, cached: bool) -> None:

@@ -1,0 +1,34 @@
+"""`make bench`'s machinery on one small size: the step profile accounts for the step's time, every strategy runs."""
+import pytest
+
+from caplab import bench
+from caplab.step_profile import kind_of
+
+
+@pytest.mark.parametrize("op, kind", [
+    ("aten::mm", "matmul"), ("aten::addmm", "matmul"),
+    ("aten::_scaled_dot_product_flash_attention_for_cpu_backward", "attention"),
+    ("aten::native_layer_norm_backward", "normalisation"), ("aten::gelu_backward", "elementwise"),
+    ("aten::_log_softmax_backward_data", "loss"), ("aten::embedding_dense_backward", "embedding"),
+    ("aten::_unsafe_view", "views and indexing"), ("aten::some_new_op", "other operators")])
+def test_operators_are_sorted_into_kinds(op, kind):
+    assert kind_of(op) == kind
+
+
+def test_bench_profiles_and_measures_every_strategy():
+    result = bench.run("cpu", sizes={"25k": 3}, profile_steps=3, matmul_n=512, corpus_docs=300)
+    (profile,) = result["profiles"]
+    assert 15_000 < profile["non_embedding"] < 40_000
+    kinds, phases = profile["kinds"], profile["phases"]
+    # the kinds partition the step: they add up to the step's wall time, and so do the phases
+    assert sum(kinds.values()) == pytest.approx(profile["step_s"], rel=0.02)
+    assert sum(phases.values()) == pytest.approx(profile["step_s"], rel=0.02)
+    assert kinds["matmul"] > 0 and kinds["attention"] > 0 and kinds["optimizer and clipping"] > 0
+    assert phases["step.backward"] > 0 and phases["step.forward"] > 0
+    strategies = {row["strategy"]: row for row in result["training"]}
+    assert len(strategies) == 3
+    for row in strategies.values():
+        assert "error" not in row, row
+        assert row["tokens_per_s"] > 0 and 0 < row["fraction_of_peak"] < 1.5
+    text = bench.table(result)
+    assert "framework and Python" in text and "processes x 1 thread" in text
