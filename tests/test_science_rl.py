@@ -68,12 +68,19 @@ def test_grpo_counts_compute_and_data_exactly_and_is_cached():
     train = chains.problems(12, 1, modulus=3, wrap=True, seed=0)
     test = chains.problems(6, 1, modulus=3, wrap=True, seed=1)
     settings = {"steps": 4, "prompts_per_update": 2, "updates_per_generation": 2, "num_generations": 2,
-                "lr": 1e-3, "eval_every": 2, "max_completion_length": 8}
+                "lr": 1e-3, "eval_steps": [3, 1], "max_completion_length": 8}
+    with pytest.raises(ValueError, match="eval_steps"):
+        rl.GRPOSettings.from_dict({**settings, "eval_steps": [0, 2]})
     run = rl.grpo(TINY, train.prompt.tolist(), train.answer.tolist(), test.prompt.tolist(), test.answer.tolist(),
                   settings)
     curve = run.curve
     n = param_counts(get_model(TINY)[0])["non_embedding"]
-    assert list(curve.step) == [0, 2, 4] and list(curve.prompts_seen) == [0, 4, 8]
+    # the listed steps (sorted), step 0 and the last step
+    assert list(curve.step) == [0, 1, 3, 4] and list(curve.prompts_seen) == [0, 2, 6, 8]
+    assert (curve.error_se >= 0).all()
+    # TRL's share of zero-variance groups, logged at each generation, read over the first generation's updates
+    assert run.log.frac_reward_zero_std.notna().sum() == 2        # one per generation (2 updates each)
+    assert 0 <= run.zero_std_share(first=2) <= 1
     assert np.allclose(curve.compute, 6.0 * n * curve.tokens)
     # tokens: every rollout's prompt and completion; each prompt is at least its characters + <bos>
     shortest = min(len(p) + 1 for p in train.prompt)
@@ -114,6 +121,22 @@ def test_reuse_relative_loss_reads_the_share_of_the_gain_lost():
                        for t, c in ((1.0, at1), (25.0, at25))])
     loss, lo, hi = rl_fits.reuse_relative_loss(final, 25.0, n_boot=300)
     assert loss == pytest.approx(0.5) and lo < 0.5 < hi
+
+
+def test_start_and_reuse_evidence():
+    starts = pd.DataFrame({"pass1": [0.4, 0.55], "zero_std": [0.2, 0.1]})
+    curves = pd.DataFrame({"error_se": [0.012, 0.009]})
+    assert rl_fits.start_evidence(starts, curves) == {"rl_start_pass1_min": 0.4, "rl_start_pass1_max": 0.55,
+                                                      "rl_start_zero_std_max": 0.2, "rl_eval_se_max": 0.012}
+    rng = np.random.default_rng(0)
+    initial = rng.binomial(4, 0.4, 300) / 4
+    final = pd.concat([pd.DataFrame({"tau": tau, "prompt": np.arange(300), "initial": initial,
+                                     "correct": np.clip(initial + gain, 0, 1)})
+                       for tau, gain in ((1.0, 0.2), (25.0, 0.2), (100.0, 0.0))])
+    ev = rl_fits.reuse_evidence(final, n_boot=200)
+    assert ev["reuse_tau1_gain"][0] > 0.1 and abs(ev["reuse_relative_loss_tau25"][0]) < 1e-9
+    assert ev["reuse_relative_loss_tau100"][0] == pytest.approx(1.0)      # tau = 100 lost all of the gain
+    assert rl_fits.reuse_evidence(final[final.tau > 1]) == {}
 
 
 def test_learning_and_r2_references():

@@ -10,7 +10,10 @@ compute and prompts_seen. Steps:
   OLS slope on log10 N (negative: bigger models reach a lower error at equal compute or data);
 - `reuse_effect`: final error at a reuse factor minus at tau = 1, paired bootstrap over test prompts, and
   `improvement`: whether RL lowered the error at all (else reuse cannot be judged);
-- `aic_margin`: how far the best k(N) law is ahead of the runner-up.
+- `aic_margin`: how far the best k(N) law is ahead of the runner-up;
+- `start_evidence`: where RL starts (held-out pass@1 at step 0, TRL's share of rollout groups with zero reward
+  variance at the first generation) and the evaluation's standard error;
+- `reuse_evidence`: RL's gain at tau = 1 and the share of it lost at tau = 25 and tau = 100.
 Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are excluded, and counted.
 """
 from __future__ import annotations
@@ -279,6 +282,32 @@ def claim_evidence(curves: pd.DataFrame, finals: pd.DataFrame, fits: pd.DataFram
     return out
 
 
+def start_evidence(starts: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """Where RL starts, per size (`starts`: one row per size with `pass1` at step 0 and `zero_std`, TRL's
+    `frac_reward_zero_std` over the first generation): rl_start_pass1_min / _max, rl_start_zero_std_max, and
+    rl_eval_se_max, the largest standard error of one evaluation (over test prompts) on the curves."""
+    out = {"rl_start_pass1_min": float(starts.pass1.min()), "rl_start_pass1_max": float(starts.pass1.max()),
+           "rl_start_zero_std_max": float(starts.zero_std.max())}
+    if "error_se" in curves:
+        out["rl_eval_se_max"] = float(curves.error_se.max())
+    return out
+
+
+def reuse_evidence(finals: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The reuse sweep's numbers (paired bootstrap over test prompts): reuse_tau1_gain (pass@1 after RL minus
+    before at tau = 1), and for tau = 25 and tau = 100 where run, reuse_relative_loss_tau<t> (`reuse_relative_loss`)
+    and reuse_error_tau<t>_minus_tau1 (`reuse_effect`)."""
+    taus = set(finals.tau.unique())
+    if 1.0 not in taus:
+        return {}
+    out = {"reuse_tau1_gain": improvement(finals, 1.0, n_boot=n_boot, seed=seed)}
+    for tau in (25.0, 100.0):
+        if tau in taus:
+            out[f"reuse_relative_loss_tau{tau:.0f}"] = reuse_relative_loss(finals, tau, n_boot=n_boot, seed=seed)
+            out[f"reuse_error_tau{tau:.0f}_minus_tau1"] = reuse_effect(finals, tau, n_boot=n_boot, seed=seed)
+    return out
+
+
 def aic_margin(table: pd.DataFrame) -> float:
     """AIC of the runner-up minus the best law's: below about 2 the laws are not told apart."""
     aic = np.sort(table.aic.to_numpy())
@@ -301,9 +330,10 @@ def fitted_error(row, grid) -> np.ndarray:
 def reuse_sweep(start, pool: pd.DataFrame, test: pd.DataFrame, grpo: dict, *, steps: int, taus, seeds,
                 prompts_per_update: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The data-reuse sweep: for each reuse factor tau a fixed total of prompts (`steps` x `prompts_per_update`)
-    drawn from the first total / tau prompts of `pool`, GRPO from `start` per seed. Returns (plan, curves, finals)
-    with `tau` and `seed` columns."""
+    drawn from the first total / tau prompts of `pool`, GRPO from `start` per seed, evaluated before and at the
+    end. Returns (plan, curves, finals) with `tau` and `seed` columns."""
     plan = reuse_plan(steps * prompts_per_update, taus)
+    grpo = {**grpo, "eval_steps": [steps]}          # only the start and the end are read
     curves, finals = [], []
     for row in plan.itertuples():
         for s in seeds:

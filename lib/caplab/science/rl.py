@@ -9,7 +9,10 @@ Accounting (the paper's): compute C = 6 N x tokens processed, where tokens are e
 completion tokens (TRL's `num_input_tokens_seen`) and N is the model's non-embedding parameter count (Kaplan's
 convention; the total count is also logged); data D = prompts seen = optimizer steps x prompts per update. The
 test loss is the error rate 1 - pass@1 on held-out prompts, pass@1 estimated from `eval_samples` samples per
-prompt at the evaluation temperature, logged every `eval_every` optimizer steps (and at step 0).
+prompt at the evaluation temperature, logged at the optimizer steps `eval_steps` (log-spaced: 1, 2, 4, ...) or
+every `eval_every` steps, and at step 0, with its standard error over test prompts. TRL's per-step log is kept
+(`GRPORun.log`); its `frac_reward_zero_std` (groups whose rollouts all got the same reward: no advantage, no
+gradient) at the first steps says whether RL starts with a learning signal.
 
     run = grpo(start_spec, prompts, answers, test_prompts, test_answers, GRPOSettings(lr=1e-4))
     run.curve, run.final, run.spec
@@ -49,6 +52,8 @@ class GRPOSettings:
     eval_temperature: float = 0.7
     eval_samples: int = 1
     eval_every: int = 10
+    eval_steps: tuple[int, ...] = ()     # evaluate at these optimizer steps (and at 0) instead of every `eval_every`
+    eval_batch_size: int = 256           # sequences generated at once by the evaluation
     max_completion_length: int = 64
     loss_type: str = "dapo"              # token-mean over the batch, as VeRL's default aggregation
     warmup_steps: int = 0
@@ -62,6 +67,9 @@ class GRPOSettings:
                 raise ValueError(f"GRPOSettings.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_generations < 2:
             raise ValueError("GRPO needs num_generations >= 2 (advantages are relative within a group)")
+        if any(int(s) < 1 for s in self.eval_steps):
+            raise ValueError(f"GRPOSettings.eval_steps must be >= 1, got {list(self.eval_steps)}")
+        object.__setattr__(self, "eval_steps", tuple(sorted({int(s) for s in self.eval_steps})))
         if self.lr <= 0 or self.beta < 0 or not 0 < self.epsilon < 1:
             raise ValueError(f"need lr > 0, beta >= 0, 0 < epsilon < 1; got {self}")
 
@@ -96,7 +104,7 @@ def _trainer_args(settings: GRPOSettings, out: Path) -> dict[str, Any]:
                 lr_scheduler_type="constant_with_warmup", warmup_steps=settings.warmup_steps, beta=settings.beta,
                 epsilon=settings.epsilon, temperature=settings.temperature, loss_type=settings.loss_type,
                 top_k=0, top_p=1.0, seed=settings.seed, data_seed=settings.seed, use_vllm=False, use_cpu=use_cpu,
-                **mixed_precision(settings.device), report_to="none", save_strategy="no", logging_steps=settings.eval_every,
+                **mixed_precision(settings.device), report_to="none", save_strategy="no", logging_steps=1,
                 disable_tqdm=True, dataloader_num_workers=0)
 
 
@@ -134,18 +142,25 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
         def evaluate(step: int, tokens: int) -> None:
             per_prompt = pass_at_1(model, tokenizer, test_prompts, test_answers, samples=settings.eval_samples,
                                    temperature=settings.eval_temperature,
-                                   max_new_tokens=settings.max_completion_length, seed=settings.seed + 1)
+                                   max_new_tokens=settings.max_completion_length, seed=settings.seed + 1,
+                                   batch_size=settings.eval_batch_size)
             last.setdefault("initial", per_prompt)
             last["correct"] = per_prompt
             error = 1.0 - float(per_prompt.mean())
+            # the standard error over test prompts (each prompt's mean over its samples is one unit)
+            se = float(per_prompt.std(ddof=1) / np.sqrt(len(per_prompt))) if len(per_prompt) > 1 else float("nan")
             rows.append({"step": step, "prompts_seen": step * settings.prompts_per_update, "tokens": tokens,
                          "compute": 6.0 * counts["non_embedding"] * tokens,
-                         "compute_total_params": 6.0 * counts["total"] * tokens, "error": error})
+                         "compute_total_params": 6.0 * counts["total"] * tokens, "error": error, "error_se": se})
             runlog.progress(f"grpo step {step}/{settings.steps}: tokens {tokens:,}, held-out error {error:.3f}")
 
         class Evaluate(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step % settings.eval_every == 0 or state.global_step == settings.steps:
+                if settings.eval_steps:
+                    due = state.global_step in settings.eval_steps
+                else:
+                    due = state.global_step % settings.eval_every == 0
+                if due or state.global_step == settings.steps:
                     evaluate(state.global_step, int(state.num_input_tokens_seen))
 
         evaluate(0, 0)
@@ -190,6 +205,22 @@ class GRPORun:
     @property
     def final(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "final_eval.csv")
+
+    @property
+    def log(self) -> pd.DataFrame:
+        """TRL's per-step log (loss, reward, `frac_reward_zero_std`: the share of prompt groups whose rollouts all
+        got the same reward, hence no advantage; ...)."""
+        return pd.read_csv(self.path / "log.csv")
+
+    def zero_std_share(self, first: int = 1) -> float:
+        """The mean of TRL's `frac_reward_zero_std` over the first `first` optimizer steps (TRL logs it at each
+        generation, every `updates_per_generation` steps; NaN when not logged)."""
+        log = self.log
+        if "frac_reward_zero_std" not in log or "step" not in log:
+            return float("nan")
+        rows = log.dropna(subset=["frac_reward_zero_std"])
+        rows = rows[rows.step <= first]
+        return float(rows.frac_reward_zero_std.mean()) if len(rows) else float("nan")
 
     @property
     def spec(self) -> dict:

@@ -3,7 +3,7 @@
 The learning guard shared by the curve claims: `rl_error_drop_min`, the smallest over sizes of the held-out error
 before RL minus after, paired bootstrap over test prompts (`caplab.papers.rl_scaling.learning`). Without it a
 curve is evaluation noise, and a law fitted to it says nothing either way."""
-from caplab.report.rules import Above, AllOf, Below, Equivalent, Exceeds, Powered, Requires
+from caplab.report.rules import Above, AllOf, Below, Exceeds, Powered, Requires
 
 LEARNED = Above("rl_error_drop_min", 0.0)
 
@@ -32,11 +32,12 @@ RULES = {
             Above("k_spearman_n", 0.0), Below("k_aic_saturating_minus_best_other", 0.0)))),
         guards=(LEARNED, Above("k_sizes", 5.5), Above("k_size_decades", 1.99)),
         why="RL learned at every size and k(N) is measured at >= 6 sizes over >= 100x (issue 15)"),
-    # Equivalence: the share of tau = 1's gain lost at reuse factor 25 (fixed total of prompts; paired bootstrap
-    # over test prompts) lies inside +-margin (papers.yaml). Judged only if RL measurably lowered the error at
-    # tau = 1.
+    # Non-inferiority: the share of tau = 1's gain lost at reuse factor 25 (fixed total of prompts; paired bootstrap
+    # over test prompts) lies below the relative margin (papers.yaml: 0.5, tau = 25 keeps at least half of tau = 1's
+    # gain); its whole interval at or above the margin is "not reproduced". Judged only if RL measurably lowered
+    # the error at tau = 1. tau = 100 (the paper's "mild overfitting") is measured and reported alongside.
     "rl_scaling.reuse_ok": lambda c: Powered(
-        Equivalent("reuse_relative_loss_tau25", c["margin"]),
+        Below("reuse_relative_loss_tau25", c["margin"]),
         guards=(Above("reuse_tau1_gain", 0.0),),
         why="RL measurably lowered the error at tau = 1 (paired over test prompts)"),
 }
