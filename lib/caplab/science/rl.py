@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from caplab.science.posttrain import _digest, summarize_trainer_run
-from caplab.substrate import runlog
+from caplab.substrate import memory, runlog
 from caplab.substrate.cache import atomic_write_text, default_cache
 from caplab.substrate.chains import correct_reward, is_correct
 from caplab.substrate.evaluate import generate_texts
@@ -168,7 +168,13 @@ def grpo(model_spec: dict, prompts: list[str], answers: list[str], test_prompts:
         # batch (heavy reuse) is repeated whole until it fills one, so every prompt stays equally likely.
         copies = -(-settings.prompts_per_update * settings.updates_per_generation // len(prompts))
         data = Dataset.from_dict({"prompt": list(prompts) * copies, "answer": [str(a) for a in answers] * copies})
-        config = GRPOConfig(**_trainer_args(settings, tmp / "trainer"))
+        # gradient checkpointing where the run needs it on this GPU (never on a CPU); a reference policy when beta > 0
+        longest = max(len(tokenizer(p).input_ids) for p in prompts) + settings.max_completion_length
+        memory_flags = memory.trainer_flags(
+            model, tokens=settings.prompts_per_update * settings.num_generations * longest,
+            device=resolve_device(settings.device), autocast=mixed_precision(settings.device)["bf16"],
+            frozen_params=counts["total"] if settings.beta > 0 else 0)
+        config = GRPOConfig(**_trainer_args(settings, tmp / "trainer"), **memory_flags)
         trainer = GRPOTrainer(model=model, reward_funcs=[correct_reward], args=config, train_dataset=data,
                               processing_class=tokenizer, callbacks=[Evaluate()])
         runlog.quiet_trainer(trainer)
