@@ -1,4 +1,6 @@
 """Budget allocation: counts under a cost ratio, the grid, and claim evidence on planted outcomes."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,27 @@ def test_the_best_of_equal_arms_is_not_an_effect():
         ev = allocation.claim_evidence(_planted(acc, n=300, seed=seed), n_boot=200, seed=seed)
         wins += ev["best_mix_minus_sft_only_large"][1] > 0
     assert wins <= 3
+
+
+def test_run_grid_prefetch_gives_the_plain_loops_frame():
+    """The prefetching waves (SFT starts, DPO runs, scores) only warm the cache: the long frame is the same, and
+    every run's SFT start is scored before DPO (`start_correct`)."""
+    plan = allocation.grid([4, 8], [0.0, 0.5, 1.0], [1.0])
+
+    def train_sft(spec, n, seed):
+        return {"sft": n, "seed": seed} if n else dict(spec)
+
+    def train_dpo(spec, n, seed):
+        return {**spec, "dpo": n} if n else dict(spec)
+
+    def score(spec):
+        rng = np.random.default_rng(abs(hash(json.dumps(spec, sort_keys=True))) % 2**32)
+        return pd.DataFrame({"question": range(5), "answer": "1", "correct": rng.random(5) < 0.5,
+                             "formatted": True})
+
+    plain = allocation.run_grid(plan, {"base": 1}, train_sft, train_dpo, score, seeds=(0, 1), log=lambda _: None)
+    warm = allocation.run_grid(plan, {"base": 1}, train_sft, train_dpo, score, seeds=(0, 1), log=lambda _: None,
+                               prefetch=True)
+    pd.testing.assert_frame_equal(plain, warm)
+    one = plain[(plain.seed == 1) & (plain.budget == 8) & (plain.share == 0.5)]
+    assert one.start_correct.tolist() == score({"sft": 4, "seed": 1}).correct.tolist()

@@ -238,20 +238,22 @@ def scores_matrix(long: pd.DataFrame, ratio: float, base: pd.DataFrame | None = 
     answer, correct, optionally first_step), also the arms ("base", 0), ("majority", 0) and ("first_step", 0),
     the same under every seed."""
     rows = _seeded(long[long.ratio == ratio])
-    matrix = rows.groupby(["seed", "question", "budget", "share"])[column].mean().unstack(["budget", "share"])
-    matrix.columns = [(int(b), float(s)) for b, s in matrix.columns]
-    if column == "correct" and "start_correct" in rows:
-        starts = rows.groupby(["seed", "question", "budget", "share"]).start_correct.mean().unstack(
-            ["budget", "share"])
-        for b, s in starts.columns:
-            matrix[("start", int(b), float(s))] = starts[(b, s)].to_numpy(float)
+    with_starts = column == "correct" and "start_correct" in rows
+    values = [column, "start_correct"] if with_starts else [column]
+    means = rows.groupby(["seed", "question", "budget", "share"])[values].mean().unstack(["budget", "share"])
+    columns = {(int(b), float(s)): means[(column, b, s)].to_numpy(float) for _, b, s in means[[column]].columns}
+    if with_starts:
+        columns.update({("start", int(b), float(s)): means[("start_correct", b, s)].to_numpy(float)
+                        for _, b, s in means[["start_correct"]].columns})
     if base is not None:
-        base = base.set_index("question").reindex(matrix.index.get_level_values("question"))
-        matrix[("base", 0.0)] = base[column].to_numpy(float)
+        base = base.set_index("question").reindex(means.index.get_level_values("question"))
+        columns[("base", 0.0)] = base[column].to_numpy(float)
         if column == "correct":
-            matrix[("majority", 0.0)] = majority_correct(base.answer)
+            columns[("majority", 0.0)] = majority_correct(base.answer)
             if "first_step" in base:
-                matrix[("first_step", 0.0)] = base.first_step.to_numpy(float)
+                columns[("first_step", 0.0)] = base.first_step.to_numpy(float)
+    matrix = pd.DataFrame(np.column_stack(list(columns.values())), index=means.index)
+    matrix.columns = pd.Index(list(columns), tupleize_cols=False)
     return matrix
 
 
