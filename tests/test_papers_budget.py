@@ -1,4 +1,6 @@
 """Budget allocation: counts under a cost ratio, the grid, and claim evidence on planted outcomes."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,9 +111,12 @@ def test_seeds_are_resampled_with_the_questions():
 
 def test_draws_are_nested_within_a_seed_and_differ_across_seeds():
     pool = pd.DataFrame({"prompt": [f"p{i}" for i in range(50)]})
-    assert list(allocation.draw(pool, 5, 0).prompt) == [f"p{i}" for i in range(5)]
     small, large = allocation.draw(pool, 5, 1), allocation.draw(pool, 20, 1)
     assert list(large.prompt[:5]) == list(small.prompt) and list(small.prompt) != list(allocation.draw(pool, 5, 0).prompt)
+    # every seed shuffles (seed 0 too): a pool whose order drifts gives each budget the pool's own mix
+    drifting = pd.DataFrame({"prompt": [f"p{i}" for i in range(1000)], "short": np.arange(1000) < 200})
+    assert abs(allocation.draw(drifting, 100, 0).short.mean() - 0.2) < 0.12
+    assert list(allocation.draw(drifting, 100, 0).prompt) == list(allocation.draw(drifting, 100, 0).prompt)
     with pytest.raises(ValueError):
         allocation.draw(pool, 51, 0)
 
@@ -125,6 +130,39 @@ def test_first_step_baseline_and_the_dpo_choice():
     assert allocation.choose_dpo(sweep) == {"lr": 1e-4, "beta": 0.1}
 
 
+def test_the_dpo_sweep_does_not_pick_a_setting_that_wrecks_generation():
+    """The best preference accuracy loses where its held-out exact match falls below the start's by more than one
+    SE of the paired difference; with every setting harmful, the least harmful one is chosen."""
+    start = {"path": "start"}
+    rng = np.random.default_rng(0)
+    before = (rng.random(200) < 0.8).astype(float)
+    flips = {1e-5: (0, 0), 1e-4: (6, 4), 1e-3: (80, 0)}   # answers each setting turns right -> wrong, wrong -> right
+    pref = {1e-5: 0.7, 1e-4: 0.8, 1e-3: 0.95}
+
+    def correct(spec):
+        after = before.copy()
+        lose, gain = flips.get(spec.get("lr"), (0, 0))
+        after[np.flatnonzero(before == 1)[:lose]] = 0.0
+        after[np.flatnonzero(before == 0)[:gain]] = 1.0
+        return after
+
+    logged = []
+    sweep = allocation.sweep_dpo([1e-5, 1e-4, 1e-3], [1.0], lambda lr, beta: {"lr": lr},
+                                 lambda spec: pref[spec["lr"]], correct=correct, start=start, log=logged.append)
+    assert len(logged) == 3 and "exact match" in logged[0]
+    row = sweep.set_index("lr")
+    assert row.loc[1e-3, "em_gain"] == pytest.approx(-0.4) and row.loc[1e-5, "em_gain"] == 0.0
+    diff = [-1.0] * 6 + [1.0] * 4 + [0.0] * 190
+    assert row.loc[1e-4, "em_gain"] == pytest.approx(-0.01)
+    assert row.loc[1e-4, "em_gain_se"] == pytest.approx(np.std(diff, ddof=1) / np.sqrt(200))     # 0.016
+    assert allocation.choose_dpo(sweep) == {"lr": 1e-4, "beta": 1.0}       # within its SE; 1e-3 wrecks (-0.4)
+    harmful = sweep.assign(em_gain=[-0.2, -0.1, -0.4], em_gain_se=[0.01, 0.01, 0.02])
+    assert allocation.choose_dpo(harmful) == {"lr": 1e-4, "beta": 1.0}      # the least harm
+    assert allocation.choose_dpo(sweep.drop(columns=["em_gain", "em_gain_se"])) == {"lr": 1e-3, "beta": 1.0}
+    with pytest.raises(ValueError, match="both"):
+        allocation.sweep_dpo([1e-5], [1.0], lambda lr, beta: {}, lambda spec: 0.5, correct=correct)
+
+
 def test_the_best_of_equal_arms_is_not_an_effect():
     """Five mixes as good as SFT alone: the best of them must not read as a win (the selection is accounted for)."""
     wins = 0
@@ -133,3 +171,27 @@ def test_the_best_of_equal_arms_is_not_an_effect():
         ev = allocation.claim_evidence(_planted(acc, n=300, seed=seed), n_boot=200, seed=seed)
         wins += ev["best_mix_minus_sft_only_large"][1] > 0
     assert wins <= 3
+
+
+def test_run_grid_prefetch_gives_the_plain_loops_frame():
+    """The prefetching waves (SFT starts, DPO runs, scores) only warm the cache: the long frame is the same, and
+    every run's SFT start is scored before DPO (`start_correct`)."""
+    plan = allocation.grid([4, 8], [0.0, 0.5, 1.0], [1.0])
+
+    def train_sft(spec, n, seed):
+        return {"sft": n, "seed": seed} if n else dict(spec)
+
+    def train_dpo(spec, n, seed):
+        return {**spec, "dpo": n} if n else dict(spec)
+
+    def score(spec):
+        rng = np.random.default_rng(abs(hash(json.dumps(spec, sort_keys=True))) % 2**32)
+        return pd.DataFrame({"question": range(5), "answer": "1", "correct": rng.random(5) < 0.5,
+                             "formatted": True})
+
+    plain = allocation.run_grid(plan, {"base": 1}, train_sft, train_dpo, score, seeds=(0, 1), log=lambda _: None)
+    warm = allocation.run_grid(plan, {"base": 1}, train_sft, train_dpo, score, seeds=(0, 1), log=lambda _: None,
+                               prefetch=True)
+    pd.testing.assert_frame_equal(plain, warm)
+    one = plain[(plain.seed == 1) & (plain.budget == 8) & (plain.share == 0.5)]
+    assert one.start_correct.tolist() == score({"sft": 4, "seed": 1}).correct.tolist()

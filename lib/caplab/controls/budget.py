@@ -3,40 +3,56 @@ equal-cost grid, with `correct`, `formatted` and the run's SFT start scored befo
 base model's per-question scores with the first-step guesser) and pushed through
 `caplab.papers.budget.claim_evidence` and the registry's rules.
 
-The grid is the cpu tier's (budgets 100, 300, 1,000, 3,000; shares 0, 0.1, 0.5, 1; one training seed) on 300 test
-questions. Noise: every question has a difficulty shared by all arms (the arms are paired on questions; logit
-scale, sd 1.5), Bernoulli correctness; a run's SFT start and its final model share one uniform draw per question
-(DPO changes few answers); the test answers are drawn so that the majority answer is right on about 16 % of
-questions and the first-step guesser on 35 %, as on the cpu tier (0.163, 0.353); the base model never answers in
-the format (accuracy 0). Bootstrap: 200 question resamples per draw (the notebook uses 1,000; the percentile
-interval is the same statistic).
+The grid is the cpu tier's (budgets 30, 100, 300, 1,000 with `small_budget` 300; shares 0, 0.1, 0.5, 1; one
+training seed) on 500 test questions (2- and 3-step chains). Noise, set from the cpu tier's pilot: every question
+has a difficulty shared by all arms (logit scale, sd 4, each arm's offset chosen so that its mean accuracy is the
+world's), so that two SFT arms near 0.8 disagree on about 13 % of questions (the pilot: 8-13 %); a run's SFT
+start and its final model share one uniform draw per question, and DPO redraws 8 % of answers at its arm's
+accuracy (the pilot's DPO changed 2-6 % of answers); the test answers are drawn so that the majority answer is
+right on about 15 % of questions and the first-step guesser on 19 %, as on the cpu tier's test set (0.148,
+0.188); the base model never answers in the format (accuracy 0). Bootstrap: 200 question resamples per draw (the
+notebook uses 1,000; the percentile interval is the same statistic).
 
-The paper world (`paper_world`): SFT alone rises and plateaus, 0.75 - 0.35 exp(-n / 200) at n examples (0.54 at
-100, 0.67 at 300, 0.75 at 1,000 and at 3,000: above both guessers from the smallest budget, as an elicited skill
-is); DPO on an SFT start adds up to 0.08 (0.08 m / (m + 500) for m pairs); DPO on the base reaches 0.36 at 3,000
-pairs (linear in pairs) with the format 4 points more often, so that the best <= 10 % SFT arm is far above it (the
-paper's +15-20 points on GSM8K). Each claim's null world changes only the arms its claim compares.
+The paper world (`paper_world`): SFT alone rises and saturates, 0.8 (1 - exp(-n / 25)) at n examples (0.56 at 30,
+0.78 at 100, 0.80 at 300 and 1,000; the pilot: 0.62, 0.78, 0.81, 0.78); DPO on an SFT start adds up to 0.08
+(0.08 m / (m + 500) for m pairs); DPO on the base reaches 0.36 at 1,000 pairs (linear in pairs) with the format
+4 points more often, so that the best <= 10 % SFT arm is far above it (the paper's +15-20 points on GSM8K). Each
+claim's null world changes only the arms its claim compares.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
+from scipy.special import expit
 
 from caplab.controls import Control
 from caplab.papers import budget as allocation
 
-BUDGETS = (100, 300, 1000, 3000)
+BUDGETS = (30, 100, 300, 1000)
+SMALL_BUDGET = 300
 SHARES = (0.0, 0.1, 0.5, 1.0)
-QUESTIONS = 300
+QUESTIONS = 500
 N_BOOT = 200
-MAJORITY_SHARE = 0.163
-FIRST_STEP_SHARE = 0.353
+MAJORITY_SHARE = 0.148
+FIRST_STEP_SHARE = 0.188
+DIFFICULTY_SD = 4.0
+DPO_REDRAW = 0.08
 PLAN = allocation.grid(BUDGETS, SHARES, [1.0])
 
 
 def sft_accuracy(n: int) -> float:
-    return 0.75 - 0.35 * np.exp(-n / 200) if n > 0 else 0.0
+    return 0.8 * (1 - np.exp(-n / 25)) if n > 0 else 0.0
+
+
+_Z, _W = np.polynomial.hermite_e.hermegauss(61)
+_W = _W / _W.sum()
+_GRID = np.linspace(-40, 40, 4001)
+_MEANS = (_W[None, :] * expit(_GRID[:, None] + DIFFICULTY_SD * _Z[None, :])).sum(1)     # increasing in the offset
+
+
+def _offset(p: np.ndarray) -> np.ndarray:
+    """The logit offset whose accuracy, averaged over question difficulties (normal, sd DIFFICULTY_SD), is p."""
+    return np.interp(np.clip(p, 1e-4, 1 - 1e-4), _MEANS, _GRID)
 
 
 def paper_world() -> tuple[dict, dict, dict]:
@@ -46,7 +62,7 @@ def paper_world() -> tuple[dict, dict, dict]:
         arm = (row.budget, row.share)
         start[arm] = sft_accuracy(row.n_sft)
         if row.n_sft == 0:
-            acc[arm] = 0.36 * min(1.0, row.n_pft / 3000)
+            acc[arm] = 0.36 * min(1.0, row.n_pft / 1000)
             fmt[arm] = acc[arm] + 0.04
         else:
             acc[arm] = start[arm] + 0.08 * row.n_pft / (row.n_pft + 500)
@@ -58,14 +74,15 @@ def simulate(rng, acc: dict, fmt: dict, start: dict, n: int = QUESTIONS):
     """(long, base): the notebook's grid frame and the base model's scores for one draw."""
     others = (1 - MAJORITY_SHARE) / 12
     answers = rng.choice(13, size=n, p=[MAJORITY_SHARE] + [others] * 12).astype(str)
-    difficulty = rng.normal(0, 1.5, n)
+    difficulty = rng.normal(0, DIFFICULTY_SD, n)
     arms = list(zip(PLAN.budget, PLAN.share))
     p = np.clip([acc[a] for a in arms], 1e-4, 1 - 1e-4)[:, None]
     p0 = np.clip([start[a] for a in arms], 1e-4, 1 - 1e-4)[:, None]
     f = np.array([fmt[a] for a in arms])[:, None]
     u = rng.random((len(PLAN), n))
-    correct = u < expit(logit(p) + difficulty[None, :])
-    start_correct = np.where(PLAN.n_sft.to_numpy()[:, None] == 0, False, u < expit(logit(p0) + difficulty[None, :]))
+    redraw = (rng.random((len(PLAN), n)) < DPO_REDRAW) & (PLAN.n_pft.to_numpy()[:, None] > 0)
+    correct = np.where(redraw, rng.random((len(PLAN), n)) < p, u < expit(_offset(p) + difficulty[None, :]))
+    start_correct = np.where(PLAN.n_sft.to_numpy()[:, None] == 0, False, u < expit(_offset(p0) + difficulty[None, :]))
     start_correct = np.where(PLAN.n_pft.to_numpy()[:, None] == 0, correct, start_correct)
     formatted = correct | (rng.random((len(PLAN), n)) < np.maximum(0.0, f - p) / (1 - p))
     rows = PLAN.loc[PLAN.index.repeat(n)].reset_index(drop=True)
@@ -78,14 +95,14 @@ def simulate(rng, acc: dict, fmt: dict, start: dict, n: int = QUESTIONS):
 
 def _evidence(rng, acc, fmt, start):
     long, base = simulate(rng, acc, fmt, start)
-    return allocation.claim_evidence(long, small_budget=1000, small_share=0.1, ratio=1.0, n_boot=N_BOOT,
+    return allocation.claim_evidence(long, small_budget=SMALL_BUDGET, small_share=0.1, ratio=1.0, n_boot=N_BOOT,
                                      seed=int(rng.integers(2**31)), base=base)
 
 
 def sft_wins_small(rng, planted: bool):
     acc, fmt, start = paper_world()
     if not planted:                      # every split of a small budget as good as SFT alone
-        for b in (100, 300):
+        for b in (30, 100):
             for s in SHARES:
                 acc[(b, s)], fmt[(b, s)] = acc[(b, 1.0)], fmt[(b, 1.0)]
     return _evidence(rng, acc, fmt, start)
@@ -96,47 +113,48 @@ def mix_wins_large(rng, planted: bool):
     if not planted:                      # DPO acts and SFT has plateaued, but no mix beats SFT alone
         for s in SHARES:
             if 0 < s < 1:
-                acc[(3000, s)] = min(acc[(3000, s)], acc[(3000, 1.0)])
+                acc[(1000, s)] = min(acc[(1000, s)], acc[(1000, 1.0)])
     return _evidence(rng, acc, fmt, start)
 
 
 def cold_start(rng, planted: bool):
     acc, fmt, start = paper_world()
     if not planted:                      # DPO on the base as accurate as a little SFT first, format at 0.5
-        level = acc[(3000, 0.1)]
+        level = acc[(1000, 0.1)]
         for s in (0.0, 0.1):
-            acc[(3000, s)] = level
-        fmt[(3000, 0.0)] = 0.5
+            acc[(1000, s)] = level
+        fmt[(1000, 0.0)] = 0.5
     return _evidence(rng, acc, fmt, start)
 
 
 def small_sft_fixes(rng, planted: bool):
     acc, fmt, start = paper_world()
     if not planted:                      # a little SFT first does not help: as good as DPO on the base (0.36,
-        acc[(3000, 0.1)], fmt[(3000, 0.1)] = 0.36, 0.40    # above both guessers)
+        acc[(1000, 0.1)], fmt[(1000, 0.1)] = 0.36, 0.40    # above both guessers)
     return _evidence(rng, acc, fmt, start)
 
 
 CONTROLS = [
     Control("budget.sft_wins_small",
-            null_world="at budgets 100 and 300 every SFT share as accurate as SFT alone (0.54 and 0.67, above both "
-                       "guessers: majority 0.163, first step 0.353); 300 questions paired across arms",
-            planted_effect="the paper world: SFT alone on top below 1,000 (0.54 at 100, 0.67 at 300; share 0.5 "
-                           "0.48 and 0.60; DPO adds at most 0.08)",
+            null_world="at budgets 30 and 100 every SFT share as accurate as SFT alone (0.56 and 0.78, above both "
+                       "guessers: majority 0.148, first step 0.188); 500 questions paired across arms",
+            planted_effect="the paper world: SFT alone on top below 300 (0.56 at 30, 0.78 at 100; share 0.5 0.36 "
+                           "and 0.70; DPO adds at most 0.08)",
             simulate=sft_wins_small),
     Control("budget.mix_wins_large",
-            null_world="DPO lifts its SFT start (+0.07 at share 0.1, +0.06 at 0.5) and SFT alone has plateaued "
-                       "(0.748 -> 0.750), but no mix at 3,000 beats SFT alone (capped at its 0.75)",
-            planted_effect="the paper world: at 3,000 the mix at share 0.5 beats SFT alone by 0.06, SFT plateaued",
+            null_world="DPO lifts its SFT start (+0.05 at share 0.1, +0.04 at 0.5) and SFT alone has plateaued "
+                       "(0.800 -> 0.800), but no mix at 1,000 beats SFT alone (capped at its 0.80)",
+            planted_effect="the paper world: at 1,000 the mixes at shares 0.1 and 0.5 beat SFT alone by 0.04 "
+                           "(0.84 against 0.80), SFT plateaued",
             simulate=mix_wins_large),
     Control("budget.cold_start",
-            null_world="DPO on the base as accurate as the share-0.1 arm (0.74) with the format half the time",
+            null_world="DPO on the base as accurate as the share-0.1 arm (0.84) with the format half the time",
             planted_effect="the paper world: DPO on the base 0.36 with the format 40 % of the time; the "
-                           "share-0.1 arm 0.74",
+                           "share-0.1 arm 0.84",
             simulate=cold_start),
     Control("budget.small_sft_fixes",
-            null_world="the share-0.1 arm as accurate as DPO on the base (0.36, just above the first-step guesser)",
-            planted_effect="the paper world: the share-0.1 arm +0.38 above DPO on the base (the paper: +15-20 "
+            null_world="the share-0.1 arm as accurate as DPO on the base (0.36, above both guessers)",
+            planted_effect="the paper world: the share-0.1 arm +0.48 above DPO on the base (the paper: +15-20 "
                            "points on GSM8K; the analogue's SFT elicits more)",
             simulate=small_sft_fixes),
 ]

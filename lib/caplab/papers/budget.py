@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 from typing import Callable
 
@@ -20,6 +21,7 @@ from caplab.papers import _types as T
 from caplab.params import Tier
 from caplab.stats.resampling import bootstrap_interval, resample_indices
 from caplab.substrate import chains, runlog
+from caplab.substrate.sweep import parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Params:
     preference_task: T.Preferences   # preference pairs (chosen, rejected)
     test_task: T.Task                # held-out questions, kept out of both pools
     budgets: list[T.Count]           # annotation budgets (examples)
+    small_budget: T.Count            # budgets below it are 'small' (the paper: < 1,000; scaled where SFT saturates earlier)
     shares: list[float]              # SFT share of each budget
     cost_ratios: list[float]         # c_PFT / c_SFT
     ratio_budgets: list[T.Count]     # budgets run under the ratios other than 1
@@ -77,21 +80,33 @@ def grid(budgets, shares, ratios, ratio_budgets=None) -> pd.DataFrame:
 
 
 def draw(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """The first `n` rows of the seed-th shuffle of a pool (seed 0: the pool's own order), so that within a seed
-    a smaller budget's examples are part of a larger one's."""
+    """The first `n` rows of the seed-th shuffle of a pool, so that within a seed a smaller budget's examples are
+    part of a larger one's, and every budget is drawn from the whole pool (a generated pool's own order drifts:
+    `chains.problems` runs out of distinct short chains first, so its first rows hold more of them)."""
     if n > len(frame):
         raise ValueError(f"asked for {n} rows of a pool of {len(frame)}")
-    order = np.arange(len(frame)) if seed == 0 else np.random.default_rng(seed).permutation(len(frame))
+    order = np.random.default_rng(seed).permutation(len(frame))
     return frame.iloc[order[:n]].reset_index(drop=True)
 
 
 def run_grid(plan: pd.DataFrame, base: dict, train_sft: Callable[[dict, int, int], dict],
              train_dpo: Callable[[dict, int, int], dict], score: Callable[[dict], pd.DataFrame],
-             seeds=(0,), log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
+             seeds=(0,), log: Callable[[str], None] = runlog.progress, prefetch: bool = False) -> pd.DataFrame:
     """Every run of `plan` under every seed: `train_sft(base, n_sft, seed)` -> the SFT start, `train_dpo(start,
     n_pft, seed)` -> the final model; `score(spec)` -> one row per test question (question, correct, formatted)
     for both, so that DPO's own gain is paired on the same questions (`start_correct`). Returns the long frame:
-    seed x plan columns x questions."""
+    seed x plan columns x questions. `prefetch`: the three callables are cached steps, so first run every
+    distinct SFT start, then every DPO run, then every score side by side (`caplab.substrate.sweep.parallel`);
+    the loop then reads them back."""
+    if prefetch:        # the same calls, side by side on the machine's cores (each fills the cache), in three
+        runs = [(seed, row) for seed in seeds for row in plan.itertuples(index=False)]     # waves: SFT, DPO, scores
+        starts = {(seed, row.n_sft): (lambda s=seed, n=row.n_sft: train_sft(base, n, s)) for seed, row in runs}
+        finals = {(seed, row.n_sft, row.n_pft): (lambda s=seed, r=row: train_dpo(train_sft(base, r.n_sft, s),
+                                                                                 r.n_pft, s)) for seed, row in runs}
+        parallel(list(starts.values()), costs=[n for _, n in starts])
+        models = parallel(list(finals.values()), costs=[n for _, _, n in finals])
+        starts = parallel(list(starts.values()))
+        parallel([lambda m=m: score(m) for m in {json.dumps(m, sort_keys=True): m for m in starts + models}.values()])
     frames = []
     for seed in seeds:
         for i, row in enumerate(plan.itertuples(index=False), 1):
@@ -223,20 +238,22 @@ def scores_matrix(long: pd.DataFrame, ratio: float, base: pd.DataFrame | None = 
     answer, correct, optionally first_step), also the arms ("base", 0), ("majority", 0) and ("first_step", 0),
     the same under every seed."""
     rows = _seeded(long[long.ratio == ratio])
-    matrix = rows.groupby(["seed", "question", "budget", "share"])[column].mean().unstack(["budget", "share"])
-    matrix.columns = [(int(b), float(s)) for b, s in matrix.columns]
-    if column == "correct" and "start_correct" in rows:
-        starts = rows.groupby(["seed", "question", "budget", "share"]).start_correct.mean().unstack(
-            ["budget", "share"])
-        for b, s in starts.columns:
-            matrix[("start", int(b), float(s))] = starts[(b, s)].to_numpy(float)
+    with_starts = column == "correct" and "start_correct" in rows
+    values = [column, "start_correct"] if with_starts else [column]
+    means = rows.groupby(["seed", "question", "budget", "share"])[values].mean().unstack(["budget", "share"])
+    columns = {(int(b), float(s)): means[(column, b, s)].to_numpy(float) for _, b, s in means[[column]].columns}
+    if with_starts:
+        columns.update({("start", int(b), float(s)): means[("start_correct", b, s)].to_numpy(float)
+                        for _, b, s in means[["start_correct"]].columns})
     if base is not None:
-        base = base.set_index("question").reindex(matrix.index.get_level_values("question"))
-        matrix[("base", 0.0)] = base[column].to_numpy(float)
+        base = base.set_index("question").reindex(means.index.get_level_values("question"))
+        columns[("base", 0.0)] = base[column].to_numpy(float)
         if column == "correct":
-            matrix[("majority", 0.0)] = majority_correct(base.answer)
+            columns[("majority", 0.0)] = majority_correct(base.answer)
             if "first_step" in base:
-                matrix[("first_step", 0.0)] = base.first_step.to_numpy(float)
+                columns[("first_step", 0.0)] = base.first_step.to_numpy(float)
+    matrix = pd.DataFrame(np.column_stack(list(columns.values())), index=means.index)
+    matrix.columns = pd.Index(list(columns), tupleize_cols=False)
     return matrix
 
 
@@ -356,22 +373,50 @@ def first_step_correct(prompts, answers) -> np.ndarray | None:
 
 
 def sweep_dpo(lrs, betas, train: Callable[[float, float], dict], accuracy: Callable[[dict], float],
-              log: Callable[[str], None] = runlog.progress) -> pd.DataFrame:
+              correct: Callable[[dict], np.ndarray] | None = None, start: dict | None = None,
+              log: Callable[[str], None] = runlog.progress, prefetch: bool = False) -> pd.DataFrame:
     """DPO's small sweep: `train(lr, beta)` -> the DPO model, `accuracy(spec)` -> its held-out preference
-    accuracy; one row per (lr, beta)."""
+    accuracy; one row per (lr, beta). With `correct(spec)` (per held-out question, 0/1 exact match of greedy
+    answers) and the sweep's SFT `start`, also each setting's held-out exact match, its paired gain over the start
+    (`em_gain`) and that gain's standard error (`em_gain_se`), which `choose_dpo` reads as a guard. `prefetch`:
+    `train` is a cached step; run every setting side by side first (`caplab.substrate.sweep.parallel`)."""
+    if (correct is None) != (start is None):
+        raise ValueError("give both `correct` and `start` (the sweep's SFT model), or neither")
+    if prefetch:
+        parallel([lambda lr=lr, beta=beta: train(lr, beta) for lr, beta in itertools.product(lrs, betas)])
+    before = None if correct is None else np.asarray(correct(start), float)
     rows = []
     for lr, beta in itertools.product(lrs, betas):
-        rows.append({"lr": float(lr), "beta": float(beta), "preference_accuracy": accuracy(train(lr, beta))})
-        log(f"DPO lr {lr:g} beta {beta:g}: held-out preference accuracy {rows[-1]['preference_accuracy']:.3f}")
+        spec = train(lr, beta)
+        row = {"lr": float(lr), "beta": float(beta), "preference_accuracy": accuracy(spec)}
+        note = ""
+        if before is not None:
+            diff = np.asarray(correct(spec), float) - before
+            row.update(start_exact_match=float(before.mean()), exact_match=float(before.mean() + diff.mean()),
+                       em_gain=float(diff.mean()), em_gain_se=float(diff.std(ddof=1) / np.sqrt(len(diff)))
+                       if len(diff) > 1 else 0.0)
+            note = f", held-out exact match {row['start_exact_match']:.3f} -> {row['exact_match']:.3f}"
+        rows.append(row)
+        log(f"DPO lr {lr:g} beta {beta:g}: held-out preference accuracy {row['preference_accuracy']:.3f}{note}")
     return pd.DataFrame(rows)
 
 
 def choose_dpo(sweep: pd.DataFrame) -> dict:
     """DPO's (lr, beta) with the highest held-out preference accuracy in a sweep (columns lr, beta,
-    preference_accuracy); ties go to the first row."""
+    preference_accuracy); ties go to the first row. Where the sweep has `em_gain` and `em_gain_se` (`sweep_dpo`
+    with `correct`), only settings whose held-out exact match does not fall below the SFT start's by more than
+    one standard error of the paired difference are eligible (preference accuracy alone rewards pushing the
+    rejected chain down, which can wreck generation); where none is, the setting that hurts exact match least."""
     if sweep.empty:
         raise ValueError("the DPO sweep is empty: give dpo_sweep_lrs and dpo_sweep_betas")
-    best = sweep.iloc[int(np.argmax(sweep.preference_accuracy.to_numpy()))]
+    pool = sweep
+    if "em_gain" in sweep:
+        eligible = sweep[sweep.em_gain >= -sweep.em_gain_se]
+        if eligible.empty:
+            best = sweep.iloc[int(np.argmax(sweep.em_gain.to_numpy()))]
+            return {"lr": float(best.lr), "beta": float(best.beta)}
+        pool = eligible
+    best = pool.iloc[int(np.argmax(pool.preference_accuracy.to_numpy()))]
     return {"lr": float(best.lr), "beta": float(best.beta)}
 
 
