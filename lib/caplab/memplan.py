@@ -4,8 +4,9 @@ which cannot fit the GPU is refused before hours of other work rather than when 
 
 Covered: the runs of the project's own loop (`caplab.substrate.train`) on hub models: shannon's SFT perturbation of
 every family model, kappa's full fine-tuning arm, capacity_gap's distillation of each student with its largest
-teacher held beside it. The TRL runs (budget's SFT and DPO with LoRA, rl_scaling's GRPO) size their micro-batches
-inside TRL and are not planned here yet.
+teacher held beside it. The TRL runs (budget's SFT and DPO with LoRA, rl_scaling's GRPO with its reference
+policy) take their gradient checkpointing from the same plan when they start (`memory.trainer_flags`), and are
+refused there, before training, if they cannot fit; `plan` does not list them yet.
 """
 from __future__ import annotations
 

@@ -115,6 +115,19 @@ def _common_args(settings: _Settings, n_rows: int, out: Path) -> dict[str, Any]:
                 max_length=settings.max_length)
 
 
+def _memory_flags(model, settings: _Settings, rows_per_example: int, reference: bool) -> dict[str, bool]:
+    """Gradient checkpointing where the run needs it on this GPU (`caplab.substrate.memory`; never on a CPU).
+    With LoRA the adapters' own state is left out (well under 1 % of the weights' bytes at rank 32)."""
+    from caplab.substrate import memory
+    from caplab.substrate.train import mixed_precision, resolve_device
+
+    n = sum(p.numel() for p in model.parameters())
+    return memory.trainer_flags(model, tokens=settings.batch_size * rows_per_example * (settings.max_length or 1024),
+                                device=resolve_device(settings.device),
+                                autocast=mixed_precision(settings.device)["bf16"],
+                                frozen_params=n if reference else 0, n_trainable=0 if settings.lora else None)
+
+
 def _peft_config(settings: _Settings):
     if not settings.lora:
         return None
@@ -168,7 +181,8 @@ def sft(model_spec: dict, prompts: list[str], completions: list[str], settings: 
         master_weights(model)
         eos = tokenizer.eos_token
         rows = Dataset.from_dict({"prompt": list(prompts), "completion": [c + eos for c in completions]})
-        config = SFTConfig(**_common_args(settings, len(prompts), tmp / "trainer"), completion_only_loss=True)
+        config = SFTConfig(**_common_args(settings, len(prompts), tmp / "trainer"), completion_only_loss=True,
+                           **_memory_flags(model, settings, 1, reference=False))
         trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
                              peft_config=_peft_config(settings))
         runlog.quiet_trainer(trainer)
@@ -205,7 +219,8 @@ def dpo(model_spec: dict, prompts: list[str], chosen: list[str], rejected: list[
         rows = Dataset.from_dict({"prompt": list(prompts), "chosen": [c + eos for c in chosen],
                                   "rejected": [r + eos for r in rejected]})
         config = DPOConfig(**_common_args(settings, len(prompts), tmp / "trainer"), beta=settings.beta,
-                           precompute_ref_log_probs=settings.precompute_ref)
+                           precompute_ref_log_probs=settings.precompute_ref,
+                           **_memory_flags(model, settings, 2, reference=not settings.lora))   # chosen, rejected
         reference = None if settings.lora else get_model(model_spec)[0]     # LoRA: the adapter-free base
         trainer = DPOTrainer(model=model, ref_model=reference, args=config, train_dataset=rows,
                              processing_class=tokenizer, peft_config=_peft_config(settings))
