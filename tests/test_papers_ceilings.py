@@ -137,3 +137,33 @@ def test_swap_pair_of_a_hub_family_and_bad_input():
         paper.swap_pair(members, {"kind": "hub"}, None, {}, {}, 1, {}, "")
     with pytest.raises(ValueError, match="trains its own donor"):
         paper.swap_pair(members, {"kind": "tiny"}, None, {}, {}, 1, donor, "")
+
+
+def test_swap_evidence_reads_the_donor_on_its_own():
+    n = 200
+    rows = [pd.DataFrame({"source": s, "layer_set": "all", "lam": lam, "row": np.arange(n), "correct": v})
+            for s, lam, v in (("donor", 0.0, np.ones(n)), ("donor", 1.0, np.zeros(n)), ("uniform", 1.0, np.zeros(n)))]
+    grid = pd.concat(rows, ignore_index=True)
+    donor = (np.arange(n) % 5 != 0).astype(float)              # 80 % on its own
+    ev = paper.swap_evidence(grid, n_boot=100, rng=np.random.default_rng(0), donor_own=donor)
+    assert ev["swap_donor_accuracy"][0] == pytest.approx(0.8) and ev["swap_donor_minus_floor"][0] == pytest.approx(0.8)
+    assert "swap_donor_accuracy" not in paper.swap_evidence(grid, n_boot=100, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="donor was scored on 3 problems"):
+        paper.swap_evidence(grid, n_boot=100, rng=np.random.default_rng(0), donor_own=np.ones(3))
+
+
+def test_recipient_is_the_largest_model_that_learned():
+    members = pd.DataFrame({"model": ["a", "a", "b", "c"], "params_non_embedding": [1, 1, 2, 3]})
+    assert paper.learned_recipient(members, pd.Series({"a": 0.9, "b": 0.6, "c": 0.1}), 0.5) == "b"
+    assert paper.learned_recipient(members, pd.Series({"a": 0.9, "b": 0.6, "c": 0.7}), 0.5) == "c"
+    assert paper.learned_recipient(members, pd.Series({"a": 0.1, "b": 0.2, "c": 0.3}), 0.5) == "c"   # none: largest
+    with pytest.raises(ValueError, match="no exact match for models"):
+        paper.learned_recipient(members, pd.Series({"a": 0.9}), 0.5)
+
+
+def test_chain_questions_keep_their_numbers_and_cap_each_band():
+    questions = pd.DataFrame({"band": ["0"] * 10 + ["1"] * 3, "question": np.arange(13)})
+    got = paper.chain_questions(questions, 4, seed=0)
+    assert got.groupby("band").size().to_dict() == {"0": 4, "1": 3}
+    assert set(got.question) <= set(questions.question) and got.question.is_monotonic_increasing
+    assert got.equals(paper.chain_questions(questions, 4, seed=0))

@@ -5,9 +5,10 @@ per-problem exact match of the recipient, the donor-swapped recipient and the un
 through the same functions as the notebook (`caplab.science.capability`, `caplab.papers.ceilings`) and the
 registry's rules.
 
-Sizes are the cpu tier's: a zero-mention band of 500 questions (facts never seen), a tail band of 500 (facts seen
-once) and a positive-control band of 320 (the most-seen facts), 4 choices, 32 attribute values, frequent-value distractors; 300 arithmetic problems, never in
-training; 5 models from 2e4 to 3.2e5 non-embedding parameters. Questions (problems) carry a difficulty shared by every
+Sizes are the cpu tier's: a zero-mention band of 6000 questions (facts never seen), a tail band of 6000 (facts seen
+once) and a positive-control band of 160 (the most-seen facts), 4 choices, 32 attribute values, frequent-value
+distractors; 300 arithmetic problems, never in training; 6 models from 3.3e3 to 1.5e5 non-embedding parameters (1.66
+decades). Questions (problems) carry a difficulty shared by every
 model, so the models are paired on items. Bootstraps use 200 resamples (the notebook's 2000 give the same intervals
 up to resampling noise).
 """
@@ -22,80 +23,111 @@ from caplab.papers import ceilings as exp
 from caplab.science import capability
 
 N_BOOT = 200
-LOG_PARAMS = np.log10(np.geomspace(2e4, 3.2e5, 5))
+LOG_PARAMS = np.log10([3312, 6592, 12768, 38176, 84912, 150080])     # the cpu tier's six sizes
 SPAN = LOG_PARAMS.max() - LOG_PARAMS.min()                                      # decades of parameters
 Z = (LOG_PARAMS - LOG_PARAMS.mean()) / SPAN                                     # -0.5 .. 0.5
-ONE_POINT = 0.085 * SPAN     # a logit slope on Z: the expected accuracy slope rises 1 point per decade (by simulation)
 N_VALUES, N_CHOICES = 32, 4
 VALUES = [f"v{k:02d}" for k in range(N_VALUES)]
 
 
 # -- knowledge: questions, a corpus, models' choices ------------------------------------------------------------
-N_ZERO, N_TAIL, N_CONTROL = 500, 500, 320
-GENERIC = 0.22 * SPAN       # a logit rise with size on the correct choice in every band that is not knowledge (the
+N_ZERO, N_TAIL, N_CONTROL = 6000, 6000, 160
+GENERIC = 0.2 * SPAN        # a logit rise with size on the correct choice in every band that is not knowledge (the
                            # prior, the format): about 0.02 accuracy per decade, the zero-mention band's in a cpu run
+MARGIN = 0.01               # flat_knowledge's equivalence margin (papers.yaml): accuracy per decade of parameters
+PAPER_RATIO = 19.5 / 25     # the paper's flat accuracy over its chance level
 
 
-def band_world(rng, n: int, *, slope: float = 0.0, bias: float = 0.0):
-    """`n` questions of one band: every model picks by the corpus prior (the log mention count of each choice, with
-    question noise shared by the models and model noise), plus `bias` on the correct choice's logit (negative: below
-    the prior), plus `slope` x Z on it (knowledge rising with size). Returns (rows question x model, guessers)."""
+def value_corpus(rng):
+    """The attribute values' frequencies as answers (Zipf, exponent 0.5, as `data.facts`) and their training mention
+    counts (with noise), and a training corpus stating them: one draw shared by every band."""
     answer_p = np.arange(1, N_VALUES + 1) ** -0.5
     answer_p /= answer_p.sum()
     mentions = np.maximum(1, np.round(200 * answer_p * np.exp(rng.normal(0, 0.8, N_VALUES)) * N_VALUES / 4))
     texts = [f"e:{v}" for v, m in zip(VALUES, mentions) for _ in range(int(m))]
+    return answer_p, mentions, texts
+
+
+def band_world(rng, corpus, n: int, *, slope: float = 0.0, bias: float = 0.0):
+    """`n` questions of one band: every model picks by the corpus prior (the log mention count of each choice, with
+    question noise shared by the models and model noise), plus `bias` on the correct choice's logit, plus `slope` x Z
+    on it (a rise with size). Returns (accuracy model x question, loss model x question, guessers)."""
+    answer_p, mentions, texts = corpus
     answers = rng.choice(N_VALUES, n, p=answer_p)
     frequent = np.argsort(-answer_p, kind="stable")
-    choices, correct_at = [], []
-    for a in answers:
-        picks = [v for v in frequent if v != a][:N_CHOICES - 1] + [a]
-        order = rng.permutation(N_CHOICES)
-        choices.append([VALUES[picks[i]] for i in order])
-        correct_at.append(int(np.flatnonzero(order == N_CHOICES - 1)[0]))
-    questions = pd.DataFrame({"choices": choices, "answer": correct_at})
-    guessers = capability.prior_guessers(questions, texts)
-    counts = dict(zip(VALUES, mentions))
-    log_m = np.log([[counts[v] for v in c] for c in choices])                      # question x choice
+    # the most frequent values other than the answer, then the answer (`data.multiple_choice`), in a random order
+    top = np.broadcast_to(frequent[:N_CHOICES], (n, N_CHOICES))
+    first = np.argsort(top == answers[:, None], axis=1, kind="stable")[:, :N_CHOICES - 1]   # skip the answer
+    picks = np.column_stack([np.take_along_axis(top, first, axis=1), answers])
+    order = np.argsort(rng.random((n, N_CHOICES)), axis=1)
+    chosen = np.take_along_axis(picks, order, axis=1)                               # value index per choice
+    correct_at = np.argmax(order == N_CHOICES - 1, axis=1)
+    names = np.array(VALUES, dtype=object)
+    guessers = capability.prior_guessers(pd.DataFrame({"choices": list(names[chosen]), "answer": correct_at}), texts)
+    log_m = np.log(mentions[chosen])                                                # question x choice
     onehot = np.eye(N_CHOICES)[correct_at]
     shared = rng.gumbel(0, 1.0, (n, N_CHOICES))                                    # question noise, every model
     own = rng.gumbel(0, 0.7, (len(Z), n, N_CHOICES))                               # model noise
     logits = log_m[None] + shared[None] + own + onehot[None] * (bias + slope * Z[:, None, None])
-    accuracy = (logits.argmax(-1) == np.array(correct_at)[None]).astype(float)     # model x question
+    accuracy = (logits.argmax(-1) == correct_at[None]).astype(float)               # model x question
     loss = 6.0 - 1.5 * Z[:, None] + rng.normal(0, 0.8, n)[None] + rng.normal(0, 0.3, accuracy.shape)
-    rows = pd.DataFrame({"question": np.tile(np.arange(n), len(Z)), "log_params": np.repeat(LOG_PARAMS, n),
-                         "accuracy": accuracy.ravel(), "log_p_vocab": -loss.ravel()})
-    return rows, guessers
+    return accuracy, loss, guessers
 
 
-def knowledge_world(rng, *, slope: float = 0.0, bias: float = 0.0, control_slope: float = 3.0):
-    """The zero-mention band ("0": no knowledge, only the `GENERIC` rise every band shares), the tail band ("1":
-    `GENERIC` + `slope`, `bias` as in `band_world`) and the positive-control band ("16+": knowledge rising with
-    size, logit slope `control_slope`, from about 0.2 to 0.6 accuracy across the family), numbered as the notebook
-    numbers questions (band after band)."""
-    bands = (("0", N_ZERO, GENERIC, 0.0), ("1", N_TAIL, GENERIC + slope, bias),
-             ("16+", N_CONTROL, GENERIC + control_slope, 0.5))
+def knows(rng, accuracy, gain: float):
+    """Knowledge rising with size on top of the prior: model i knows a fact (answers it right) with probability
+    q_i = g x (decades above the smallest model), g = `gain` / (1 - the band's accuracy without it), so that the
+    band's expected accuracy slope rises by `gain` per decade beyond what the prior gives."""
+    g = gain / (1 - accuracy.mean())
+    q = g * (LOG_PARAMS - LOG_PARAMS.min())
+    return np.maximum(accuracy, rng.random(accuracy.shape) < q[:, None])
+
+
+def misled(rng, accuracy, target: float):
+    """Models drawn to a wrong choice: each right answer turns wrong with probability m, the same at every size,
+    m chosen so that the largest model's expected accuracy is `target` (or unchanged where it is already lower)."""
+    m = max(0.0, 1 - target / max(accuracy[-1].mean(), 1e-9))
+    return accuracy * (rng.random(accuracy.shape) >= m)
+
+
+def knowledge_world(rng, *, tail_gain: float = 0.0, tail_accuracy=None, control_slope: float = 3.0):
+    """One corpus of attribute values; the zero-mention band ("0": no knowledge, only the `GENERIC` rise every band
+    shares), the tail band ("1": the same, plus knowledge rising by `tail_gain` per decade (`knows`), and with
+    `tail_accuracy` a function of the band's prior guessers giving the largest model's expected accuracy
+    (`misled`)) and the positive-control band ("16+": knowledge rising with size, logit slope `control_slope`, from
+    about 0.2 to 0.6 accuracy across the family), numbered as the notebook numbers questions (band after band)."""
+    corpus = value_corpus(rng)
     rows, guessers, first = [], [], 0
-    for label, n, s, b in bands:
-        r, g = band_world(rng, n, slope=s, bias=b)
-        rows.append(r.assign(band=label, question=r.question + first))
+    for label, n, s, b in (("0", N_ZERO, GENERIC, 0.0), ("1", N_TAIL, GENERIC, 0.0),
+                           ("16+", N_CONTROL, GENERIC + control_slope, 0.5)):
+        accuracy, loss, g = band_world(rng, corpus, n, slope=s, bias=b)
+        if label == "1" and tail_gain:
+            accuracy = knows(rng, accuracy, tail_gain)
+        if label == "1" and tail_accuracy is not None:
+            accuracy = misled(rng, accuracy, tail_accuracy(g))
+        rows.append(pd.DataFrame({"question": np.tile(np.arange(n), len(Z)) + first,
+                                  "log_params": np.repeat(LOG_PARAMS, n), "accuracy": accuracy.ravel(),
+                                  "log_p_vocab": -loss.ravel(), "band": label}))
         guessers.append(g.assign(question=g.question + first))
         first += n
     return pd.concat(rows, ignore_index=True), pd.concat(guessers, ignore_index=True)
 
 
 def flat_knowledge(rng, planted: bool):
-    # null: tail accuracy rises by the margin beyond the zero-mention band's, 1 point per decade; planted: the tail
-    # rises only as the zero band does (no knowledge at any size); every band shares the generic rise; the positive
-    # control rises in both
-    rows, guessers = knowledge_world(rng, slope=0.0 if planted else ONE_POINT)
+    # null: tail accuracy rises by the margin beyond the zero-mention band's, 1 point per decade (knowledge of facts
+    # seen once, `knows`); planted: the tail rises only as the zero band does (no knowledge at any size); every band
+    # shares the generic rise; the positive control rises in both
+    rows, guessers = knowledge_world(rng, tail_gain=0.0 if planted else MARGIN)
     return exp.knowledge_evidence(rows, guessers, n_boot=N_BOOT, rng=rng)
 
 
 def below_chance(rng, planted: bool):
-    # null: in the tail the models know only the corpus prior (they pick by log mention count plus noise: mean
-    # accuracy ~0.17, the guesser's ~0.13, uniform chance 0.25); planted: accuracy 0.78 of the guesser's (the paper's
-    # 19.5 % against 25 %, scaled to the analogue's no-skill reference; bias -0.75); the positive control rises in both
-    rows, guessers = knowledge_world(rng, bias=-0.75 if planted else 0.0)
+    # null (the rule's boundary): in the tail the largest model scores what the corpus-prior guesser scores (models
+    # that pick by the choices' mention counts plus noise, some answers drawn to the frequent distractors: `misled`;
+    # about 0.1 against uniform chance 0.25); planted: the largest model scores 0.78 of the guesser's (the paper's
+    # 19.5 % against 25 %, scaled to the analogue's no-knowledge reference); the positive control rises in both
+    ratio = PAPER_RATIO if planted else 1.0
+    rows, guessers = knowledge_world(rng, tail_accuracy=lambda g: ratio * g.corpus_prior.mean())
     return exp.knowledge_evidence(rows, guessers, n_boot=N_BOOT, rng=rng)
 
 
@@ -136,12 +168,13 @@ def procedural(rng, planted: bool):
 
 
 # -- attention swap ----------------------------------------------------------------------------------------------
-OWN, FLOOR = 0.6, 0.02       # held-out exact match of the recipient and of the uniform-attention floor
+OWN, FLOOR = 0.6, 0.02       # held-out exact match of the recipient (and of the donor) and of the uniform-attention floor
 
 
 def swap_world(rng, retained: float):
     """`attention_swap.swap_grid` rows (every layer; lambda 0 and 1) of per-problem exact match: a problem difficulty
-    shared by the arms, the donor-swapped recipient keeping `retained` of the recipient's margin over the floor."""
+    shared by the arms, the donor-swapped recipient keeping `retained` of the recipient's margin over the floor; the
+    donor on its own as good as the recipient."""
     u = rng.normal(0, 1.0, N_PROBLEMS)
     p_own, p_floor = expit(logit(OWN) + u), expit(logit(FLOOR) + u)
     p_swap = p_floor + retained * (p_own - p_floor)
@@ -150,7 +183,8 @@ def swap_world(rng, retained: float):
                            ("uniform", 1.0, p_floor)):
         frames.append(pd.DataFrame({"source": source, "layer_set": "all", "lam": lam, "row": np.arange(N_PROBLEMS),
                                     "correct": (rng.random(N_PROBLEMS) < p).astype(float)}))
-    return exp.swap_evidence(pd.concat(frames, ignore_index=True), n_boot=N_BOOT, rng=rng)
+    donor_own = (rng.random(N_PROBLEMS) < p_own).astype(float)
+    return exp.swap_evidence(pd.concat(frames, ignore_index=True), n_boot=N_BOOT, rng=rng, donor_own=donor_own)
 
 
 def swap(rng, planted: bool):
@@ -161,27 +195,27 @@ def swap(rng, planted: bool):
 
 CONTROLS = [
     Control("ceilings.flat_knowledge",
-            null_world="tail accuracy (500 questions seen once x 5 models, question noise shared across models) rising "
-                       "by the margin, 1 point per decade of parameters, beyond the zero-mention band (500 questions "
+            null_world="tail accuracy (6000 questions seen once x 6 models, question noise shared across models) rising "
+                       "by the margin, 1 point per decade of parameters, beyond the zero-mention band (6000 questions "
                        "no model saw; every band shares a rise of ~0.02 per decade that is not knowledge), loss "
-                       "falling; positive control (320 most-seen questions) rising",
+                       "falling; positive control (160 most-seen questions) rising",
             planted_effect="tail accuracy rising only as the zero band's (the models know only the corpus prior at "
                            "every size), loss falling; positive control rising",
             simulate=flat_knowledge),
     Control("ceilings.below_chance",
             null_world="in the tail every model knows only the corpus prior: it picks by the choices' mention counts "
-                       "plus noise (accuracy ~0.17, below 1/4 with frequent-value distractors; 500 questions x 5 "
+                       "plus noise (accuracy ~0.17, below 1/4 with frequent-value distractors; 6000 questions x 6 "
                        "models); positive control rising",
             planted_effect="accuracy 0.78 of the prior-only guesser's (the paper's 19.5 % against 25 %)",
             simulate=below_chance),
     Control("ceilings.procedural_scales",
             null_world="arithmetic learned (exact match ~0.6, above the lookup table) but the same at every size, "
-                       "loss flat; 300 held-out problems (never in training) x 5 models, problem difficulty shared",
+                       "loss flat; 300 held-out problems (never in training) x 6 models, problem difficulty shared",
             planted_effect="conventional scaling: exact match ~0.3 to ~0.85 across the family, loss falls 0.5 nats",
             simulate=procedural),
     Control("ceilings.attention_swap_collapse",
             null_world="the full swap keeps 10 % of the recipient's exact match above the uniform-attention floor "
-                       "(own 0.6, floor 0.02; 300 held-out problems, difficulty shared by the arms)",
+                       "(own 0.6, donor 0.6, floor 0.02; 300 held-out problems, difficulty shared by the arms)",
             planted_effect="complete collapse: the swapped recipient at the floor",
             simulate=swap),
 ]

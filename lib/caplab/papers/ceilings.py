@@ -32,11 +32,15 @@ class Params:
     block_size: T.Count
     eval_blocks: T.Count
     mention_bands: list[int]         # lower edges of the bands of training mentions; [] for a hub family
-    per_band: T.Count                # questions drawn per band (all of a band's facts where it has fewer)
+    per_band: T.Count                # questions drawn per band (all of a band's facts where it has fewer), scored at
+                                     # the last checkpoint: the knowledge claims' evidence
+    chain_per_band: T.Count          # of those, questions per band scored at every checkpoint (the downstream chain)
     donor_seed: int                  # seed of the swap's donor: the largest shape trained again (init and data order)
     swap_donor: T.OptionalModel      # {} for a tiny family (the donor is trained here); for a hub family a released
                                      # model of the recipient's shape trained from another seed
     swap_recipient: str              # the hub family's model that receives the donor's attention; "" for a tiny family
+    swap_learned: float              # a tiny family's recipient: its largest model whose held-out exact match at the
+                                     # last checkpoint reaches this (issue 14: 50 %; the largest where none does)
     swap_lams: list[float]           # shares of donor attention in the graded swap
     n_boot: T.Count
     seed: int
@@ -108,6 +112,16 @@ def band_questions(questions: pd.DataFrame, mentions: np.ndarray, edges: list[in
     return out.assign(question=np.arange(len(out)))
 
 
+def chain_questions(questions: pd.DataFrame, per_band: int, seed: int) -> pd.DataFrame:
+    """The questions the downstream chain follows over every checkpoint: at most `per_band` of each band's (drawn
+    at random without replacement, the rest of the band kept for the last checkpoint's knowledge evidence), their
+    `question` numbers unchanged."""
+    rng = np.random.default_rng(seed + 1)
+    picked = [np.sort(rng.choice(rows.index.to_numpy(), min(per_band, len(rows)), replace=False))
+              for _, rows in questions.groupby("band", sort=False)]
+    return questions.loc[np.sort(np.concatenate(picked))]
+
+
 def random_distractor_questions(knowledge_task: dict, questions: pd.DataFrame) -> pd.DataFrame:
     """The random-distractor control: the zero-mention band's facts asked again with uniformly drawn distractors
     (same entities, same spec otherwise); empty where there is no zero-mention band (a hub benchmark)."""
@@ -145,7 +159,7 @@ def knowledge_evidence(final: pd.DataFrame, guessers: pd.DataFrame, *, n_boot: i
     the largest model's accuracy and the corpus-prior guesser's. For the tail (the rarest seen band) also the
     largest model minus chance and minus the corpus prior, paired over the same questions; the positive control is
     the most-seen band's accuracy slope."""
-    bands = list(dict.fromkeys(final.sort_values("question").band))
+    bands = final.sort_values("question", kind="stable").band.drop_duplicates().tolist()
     tail, control = tail_and_control(bands)
     g = guessers.set_index("question")
     out: dict[str, Interval] = {}
@@ -218,13 +232,15 @@ def arithmetic_evidence(final: pd.DataFrame, lookup: np.ndarray, *, n_boot: int,
                                                    best - lookup[idx].mean(axis=1))}
 
 
-def swap_evidence(grid: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
-                  value: str = "correct") -> dict[str, Interval]:
+def swap_evidence(grid: pd.DataFrame, *, n_boot: int, rng: np.random.Generator, value: str = "correct",
+                  donor_own: np.ndarray | None = None) -> dict[str, Interval]:
     """The swap claim's evidence from `attention_swap.swap_grid` rows (source "donor": a same-shape model trained
     from another seed; source "uniform": attention that carries no information) of per-problem exact match on
     held-out problems: the recipient on its own (lambda 0), under the full swap (every layer, lambda 1) and at the
     floor (uniform attention in every layer), the recipient's margin over the floor and the share of it the swap
-    keeps, (swapped - floor) / (own - floor), resampling problems."""
+    keeps, (swapped - floor) / (own - floor), resampling problems. With `donor_own` (the donor's own per-problem
+    `value`, the same problems in the same order) also the donor's margin over the recipient's floor: a donor that
+    lacks the skill has no attention worth swapping."""
     every = grid[grid.layer_set == "all"]
 
     def arm(source, lam):
@@ -236,6 +252,8 @@ def swap_evidence(grid: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     o, s, f = arm("donor", 0.0), arm("donor", 1.0), arm("uniform", 1.0)
     if not len(o) == len(s) == len(f):
         raise ValueError("own, swapped and floor must be scored on the same problems")
+    if donor_own is not None and len(donor_own) != len(o):
+        raise ValueError(f"the donor was scored on {len(donor_own)} problems, the recipient on {len(o)}")
     idx = resample_indices(len(o), n_boot, rng)
     margin = (o - f)[idx].mean(1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -244,7 +262,10 @@ def swap_evidence(grid: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     # interval, and the guard on own - floor makes the claim inconclusive; resamples in which the recipient does not
     # beat the floor are left out of the interval
     ratio = (s - f).mean() / (o - f).mean() if (o - f).mean() > 0 else 0.0
-    return {"swap_recipient_accuracy": paired_mean(o, idx),
+    donor = {} if donor_own is None else {
+        "swap_donor_accuracy": paired_mean(np.asarray(donor_own, float), idx),
+        "swap_donor_minus_floor": paired_mean(np.asarray(donor_own, float) - f, idx)}
+    return {**donor, "swap_recipient_accuracy": paired_mean(o, idx),
             "swap_swapped_accuracy": paired_mean(s, idx),
             "swap_floor_accuracy": paired_mean(f, idx),
             "swap_own_minus_floor": paired_mean(o - f, idx),
@@ -262,9 +283,11 @@ def swap_curve(grid: pd.DataFrame, value: str = "correct") -> pd.DataFrame:
     return curve.assign(retained_above_floor=(curve[value] - floor) / (own - floor) if own != floor else np.nan)
 
 
-def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, seed: int) -> pd.DataFrame:
-    """The swap's donor: the family's largest shape trained again on the same corpus for the same tokens, from
-    another seed (initialisation and data order), its last checkpoint only (a `family.train_family` frame)."""
+def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, seed: int,
+                shape_name: str | None = None) -> pd.DataFrame:
+    """The swap's donor: one of the family's shapes (`shape_name`, e.g. "d64-L3"; by default the largest) trained
+    again on the same corpus for the same tokens, from another seed (initialisation and data order), its last
+    checkpoint only (a `family.train_family` frame)."""
     from caplab.substrate.family import log_spaced_shapes, log_spaced_tokens, train_family
 
     args = {k: v for k, v in family.items() if k != "kind"}
@@ -273,25 +296,47 @@ def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, see
     if seed == train_config.get("seed", 0) or seed == args.get("seed", 0):
         raise ValueError(f"the donor's seed {seed} must differ from the family's")
     common = {k: args[k] for k in ("max_seq_len",) if k in args}
-    shape = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
-                              aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)[-1]
+    shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                               aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+    named = {s["name"]: s for s in shapes}
+    if shape_name is not None and shape_name not in named:
+        raise ValueError(f"no shape {shape_name!r} in the family {sorted(named)}")
+    shape = named[shape_name] if shape_name is not None else shapes[-1]
     shape = {**shape, "seed": seed, "name": f"{shape['name']}-seed{seed}"}
     last = log_spaced_tokens(**checkpoints)[-1]
     return train_family([shape], corpus, {**train_config, "seed": seed}, [last])
 
 
+def learned_recipient(members: pd.DataFrame, exact_match: pd.Series, bar: float) -> str:
+    """A tiny family's swap recipient, by a rule fixed before the swap is run: the largest model whose held-out
+    exact match at the last checkpoint (`exact_match`, by model name) reaches `bar`; the largest model where none
+    does (the swap's guard on the recipient's skill then reads it inconclusive)."""
+    order = members.drop_duplicates("model").sort_values("params_non_embedding").model.tolist()
+    missing = sorted(set(order) - set(exact_match.index))
+    if missing:
+        raise ValueError(f"no exact match for models {missing}")
+    passed = [m for m in order if exact_match[m] >= bar]
+    return passed[-1] if passed else order[-1]
+
+
 def swap_pair(members: pd.DataFrame, family: dict, corpus, train_config: dict, checkpoints: dict, donor_seed: int,
-              swap_donor: dict, swap_recipient: str) -> tuple[dict, dict]:
-    """(recipient, donor) model specs of the attention swap. A tiny family: its largest shape at the last checkpoint,
-    and the same shape trained again from `donor_seed` (`train_donor`). A hub family: the last revision of
-    `swap_recipient` and the released `swap_donor` (Pythia's PolyPythias: the same shape and data, another seed)."""
+              swap_donor: dict, swap_recipient: str, exact_match: pd.Series | None = None,
+              learned: float = 0.5) -> tuple[dict, dict]:
+    """(recipient, donor) model specs of the attention swap. A tiny family: the model `learned_recipient` picks
+    (with `exact_match` per model at the last checkpoint; without it the largest) at the last checkpoint, and the
+    same shape trained again from `donor_seed` (`train_donor`). A hub family: the last revision of `swap_recipient`
+    and the released `swap_donor` (Pythia's PolyPythias: the same shape and data, another seed)."""
     from caplab.substrate.family import member_spec
     if family.get("kind") == "tiny":
         if swap_donor or swap_recipient:
             raise ValueError("a tiny family trains its own donor: give swap_donor {} and swap_recipient ''")
-        big = members[members.params_non_embedding == members.params_non_embedding.max()]
-        donor = train_donor(family, corpus, train_config, checkpoints, donor_seed).iloc[-1]
-        return member_spec(big.sort_values("target_tokens").iloc[-1]), member_spec(donor)
+        if exact_match is None:
+            name = members.loc[members.params_non_embedding.idxmax(), "model"]
+        else:
+            name = learned_recipient(members, exact_match, learned)
+        rows = members[members.model == name]
+        donor = train_donor(family, corpus, train_config, checkpoints, donor_seed, shape_name=name).iloc[-1]
+        return member_spec(rows.sort_values("target_tokens").iloc[-1]), member_spec(donor)
     if not swap_donor or not swap_recipient:
         raise ValueError("a hub family's swap needs swap_donor (a model of the recipient's shape from another seed) "
                          "and swap_recipient (one of the family's models)")
@@ -382,10 +427,13 @@ NOTES = {
     "arith_accuracy_best": "best model at the last checkpoint (the best is re-chosen in every resample)",
     "arith_lookup_baseline": "a lookup table of the training problems (majority answer where unseen)",
     "arith_best_minus_lookup": "best model minus the lookup table, paired over the same problems",
-    "swap_recipient_accuracy": "largest model, teacher-forced exact match on held-out arithmetic, no swap",
+    "swap_recipient_accuracy": "the recipient (the largest model with held-out exact match >= swap_learned), "
+                               "teacher-forced exact match on held-out arithmetic, no swap",
     "swap_swapped_accuracy": "full swap from a donor of the same shape trained from another seed: every layer, "
                              "lambda 1",
     "swap_floor_accuracy": "the floor: uniform attention in every layer",
+    "swap_donor_accuracy": "the donor (the recipient's shape, another seed) on its own, the same problems",
+    "swap_donor_minus_floor": "donor minus the recipient's floor; resampling problems",
     "swap_own_minus_floor": "recipient minus the floor; resampling problems",
     "swap_retained_above_floor": "(swapped - floor) / (own - floor); resampling problems",
     "corr_questions_defined": "questions whose five chain correlations are all defined",

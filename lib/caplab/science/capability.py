@@ -27,9 +27,11 @@ METHODS = ("pearson", "spearman", "kendall")           # the per-sample correlat
 
 
 def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size: int = 32) -> list[dict]:
-    """One dict per question: question index, every choice's log-probability, the answer, correct."""
+    """One dict per question: question number (the questions' `question` column, else the row's position), every
+    choice's log-probability, the answer, correct."""
     scored = score_multiple_choice(model, tokenizer, questions, batch_size)
-    scored.insert(0, "question", np.arange(len(scored)))
+    scored.insert(0, "question", questions["question"].to_numpy() if "question" in questions
+                  else np.arange(len(scored)))
     return scored.drop(columns=[c for c in scored.columns if c.startswith("n_tokens_")]).to_dict("records")
 
 
@@ -182,11 +184,11 @@ def prior_guessers(questions: pd.DataFrame, texts: list[str]) -> pd.DataFrame:
     if len(width) != 1:
         raise ValueError(f"questions have different numbers of choices: {sorted(width)}")
     answer = questions.answer.to_numpy(int)
-    grid = np.array([[str(v) for v in c] for c in choices], dtype=object)
-    counts = mention_counts(texts, grid.ravel())
-    mentions = np.vectorize(counts.get, otypes=[float])(grid)
-    correct = pd.Series(grid[np.arange(len(grid)), answer]).value_counts()
-    as_answer = np.vectorize(lambda v: float(correct.get(v, 0)), otypes=[float])(grid)
+    values, cell = np.unique(np.array([[str(v) for v in c] for c in choices], dtype=str), return_inverse=True)
+    grid = cell.reshape(len(choices), -1)                   # the index of each choice's value in `values`
+    counts = mention_counts(texts, values)
+    mentions = np.array([counts[v] for v in values], dtype=float)[grid]
+    as_answer = np.bincount(grid[np.arange(len(grid)), answer], minlength=len(values)).astype(float)[grid]
     as_answer[np.arange(len(grid)), answer] -= 1            # leave the question itself out
     return pd.DataFrame({"question": np.arange(len(questions)), "chance": 1.0 / grid.shape[1],
                          "corpus_prior": _argmax_credit(mentions, answer),
