@@ -117,3 +117,18 @@ def test_interrupting_the_parent_stops_its_children(tmp_path):
     assert time.perf_counter() - started < 20
     assert multiprocessing.active_children() == []
     assert not any(cache.contains("slow", {"i": i}) for i in range(3))
+
+
+def test_children_draw_their_own_dataset_fingerprints(tmp_path):
+    """`datasets` gives a dataset whose transform it cannot hash a random fingerprint, and names its cache files by
+    it; forked children must not repeat the parent's draws (budget's DPO runs once read another run's cached
+    reference log-probs)."""
+    from datasets import fingerprint
+    cache = Cache(tmp_path / "cache")
+
+    def draw(i):
+        return cache.get_or_compute("fp", {"i": i}, lambda: {"fp": fingerprint.generate_random_fingerprint()})
+
+    found = sweep.parallel([lambda i=i: draw(i)["fp"] for i in range(2)], n_workers=2)
+    found.append(fingerprint.generate_random_fingerprint())             # the parent's own next draw
+    assert cache.misses == 0 and len(set(found)) == 3

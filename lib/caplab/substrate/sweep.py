@@ -57,6 +57,12 @@ def _child(thunk: Callable[[], Any]) -> None:
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
     import torch
     torch.set_num_threads(1)        # intra-op threads of a forked child (as DataLoader workers do)
+    # `datasets` names an in-memory dataset's cache files by a random fingerprint from a generator made at import:
+    # forked children would all draw the parent's next fingerprints and share cache files (TRL's DPO reference
+    # log-probs of one child's data read back for another's). Each child draws its own.
+    fingerprints = sys.modules.get("datasets.fingerprint")
+    if fingerprints is not None:
+        fingerprints.fingerprint_rng.seed(os.urandom(16))
     # A notebook kernel's stdout is a socket its other threads own (they are not in the child): the child prints
     # nothing there; the parent's own call prints the run's summary line when it reads the entry back. Standard
     # error stays where it is only when it is a plain file (the run's log, `caplab.substrate.runlog`).
