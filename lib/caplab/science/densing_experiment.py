@@ -87,8 +87,9 @@ class Params:
                                                               "filler_vocab": 300, "block_size": 64, "seed": 0})
     task_rich: Annotated[dict, optional(TASK_RICH)] = dataclasses.field(default_factory=lambda: {"n_items": 10000, "filler_sentences": 2000})
     contamination_copies: int = 150          # copies of every test item added to the contaminated corpus (a
-                                             # strong dose: ~3/4 of its blocks, ~9 passes over each test item in
-                                             # D0 tokens; 3 copies, under one pass, inflated nothing: our run)
+                                             # strong dose: ~3/4 of its blocks, ~24 passes over each test item in
+                                             # 3 D0 tokens; 3 copies at D0, under one pass, inflated nothing and 150
+                                             # at D0 (~8 passes) too little to tell: our runs)
     reference: Annotated[dict, FAMILY_OR_LISTED] = dataclasses.field(default_factory=lambda: {
         "kind": "tiny", "n": 4, "min_params": 8000, "max_params": 120000, "family": "gpt_neox", "head_dim": 16,
         "aspect": 24.0, "max_seq_len": 64, "seed": 0})
@@ -122,9 +123,9 @@ class Params:
         {"name": "over3-pruned30", "date": "2023-10-01", "source": "over3", "prune": 0.3},
         {"name": "rich-over3", "date": "2023-12-01", "data": "task_rich", "tokens_x": 3},
         {"name": "rich-over3-pruned50", "date": "2024-02-01", "source": "rich-over3", "prune": 0.5},
-        {"name": "contaminated", "date": "2023-09-01", "data": "contaminated", "tokens_x": 1,
+        {"name": "contaminated", "date": "2023-09-01", "data": "contaminated", "tokens_x": 3,
          "check": "contamination", "growth": False},
-        {"name": "contaminated-clean", "date": "2023-09-01", "data": "contaminated_clean", "tokens_x": 1,
+        {"name": "contaminated-clean", "date": "2023-09-01", "data": "contaminated_clean", "tokens_x": 3,
          "check": "contamination_clean", "growth": False}])
     date_origin: str = "2023-02-24"          # Llama-1's release, the paper's t = 0
     n_boot: int = 200
@@ -479,12 +480,16 @@ def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, li
             ~np.isnan(diffs)).any() else math.nan
     checks = models[targets].set_index("check").model if "check" in models else pd.Series(dtype=object)
     if "contamination" in checks.index and "contamination_clean" in checks.index:
+        at = {name: i for i, name in enumerate(models.model)}
+        out["contaminated_minus_clean_score"] = float(score[at[checks["contamination"]]]
+                                                      - score[at[checks["contamination_clean"]]])
         with np.errstate(invalid="ignore"):
             out["contaminated_minus_clean_log_density"] = float(by_name[checks["contamination"]]
                                                                 - by_name[checks["contamination_clean"]])
     if "reference" in checks.index:
         out["reference_recipe_log_density"] = float(by_name[checks["reference"]])
-        if "contamination" in checks.index:
+        tokens = models.set_index("model").tokens
+        if "contamination" in checks.index and tokens[checks["contamination"]] == tokens[checks["reference"]]:
             with np.errstate(invalid="ignore"):
                 out["contaminated_minus_reference_log_density"] = float(by_name[checks["contamination"]]
                                                                         - by_name[checks["reference"]])
@@ -617,22 +622,36 @@ def sensitivity(models: pd.DataFrame, scores: pd.DataFrame, p: Params) -> pd.Dat
 
 def sensitivity_by_factor(sens: pd.DataFrame, p: Params) -> pd.DataFrame:
     """For each factor (reference family, D0, benchmark subset): the growth rate A over its variants with the
-    other two at the main setting (primary family, all benchmarks, D0 = p.D0); the spread is max A - min A over
-    the variants where A is defined, and `undefined` counts those where it is not (too few envelope dates or a
-    failed fit)."""
+    other two at the main setting (primary family, all benchmarks, D0 = p.D0): A_spread = max A - min A over the
+    variants where A is defined, `undefined` counts those where it is not (fewer than 3 envelope dates with defined
+    densities, or a failed fit). Then the same spread in every setting of the other two factors where at least two
+    variants are defined: `paired_settings` of them, the largest spread `A_spread_max` and the largest ratio of the
+    variants' rates `A_ratio_max`."""
     main = {"reference": "primary", "benchmarks": "all", "D0": p.D0}
+    a_all = pd.to_numeric(sens.get("A", pd.Series(math.nan, index=sens.index)), errors="coerce")
+    sens = sens.assign(A=a_all)
     rows = []
     for factor in main:
-        others = np.logical_and.reduce([sens[k] == v for k, v in main.items() if k != factor])
-        variants = sens[others]
-        a = pd.to_numeric(variants.get("A", pd.Series(dtype=float)), errors="coerce")
+        others = [k for k in main if k != factor]
+        variants = sens[np.logical_and.reduce([sens[k] == main[k] for k in others])]
+        a = variants.A
         ok = a.notna()
+        spreads, ratios = [], []
+        for _, cell in sens.groupby(others):
+            defined = cell.A.dropna()
+            if len(defined) >= 2:
+                spreads.append(float(defined.max() - defined.min()))
+                ratios.append(float(defined.max() / defined.min()) if defined.min() > 0 else math.nan)
         rows.append({"factor": factor, "variants": len(variants), "undefined": int((~ok).sum()),
-                     "A_values": ", ".join(f"{v}: {x:.4g}" if pd.notna(x) else f"{v}: undefined"
-                                           for v, x in zip(variants[factor], a)),
+                     "A_values": ", ".join(f"{v}: {x:.4g}" if pd.notna(x) else
+                                           f"{v}: undefined ({d} of {n} defined)"
+                                           for v, x, d, n in zip(variants[factor], a, variants.get("defined", a),
+                                                                 variants.get("of", a))),
                      "A_min": float(a[ok].min()) if ok.any() else math.nan,
                      "A_max": float(a[ok].max()) if ok.any() else math.nan,
-                     "A_spread": float(a[ok].max() - a[ok].min()) if ok.sum() > 1 else math.nan})
+                     "A_spread": float(a[ok].max() - a[ok].min()) if ok.sum() > 1 else math.nan,
+                     "paired_settings": len(spreads), "A_spread_max": max(spreads) if spreads else math.nan,
+                     "A_ratio_max": max(ratios) if ratios else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -676,6 +695,9 @@ def claim_evidence(est: dict, boot: pd.DataFrame, g: dict | None, p: Params) -> 
     with_interval("contaminated_minus_clean_log_density",
                   f"against the dose-matched clean twin ({p.contamination_copies} copies of fresh items): what the "
                   f"test items themselves inflate; known answer positive")
+    with_interval("contaminated_minus_clean_score",
+                  "the same on the benchmark score: at equal parameters density rises with score, so this paired "
+                  "difference has the density difference's sign without the fits' extrapolation near the ceiling")
     targets = table[table.role == "target"].set_index("model")
     if "source" in targets:
         pairs = targets[targets.source.notna()]
