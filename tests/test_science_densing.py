@@ -133,3 +133,33 @@ def test_bad_input_is_rejected():
         densing.fit_sigmoid(pd.DataFrame({"loss": [1.0, 2.0], "score": [0.1, 0.2]}))
     with pytest.raises(ValueError, match="D0"):
         densing.size_from_loss(LOSS, [1.0], 0)
+
+
+def test_second_reference_family_takes_the_reference_role():
+    """A second family identical in sizes and scores to the first gives the same estimate once swapped in; one with
+    a different loss law moves the densities; the factor summary reads each factor's spread at the main setting."""
+    from caplab.controls import densing as controls
+    from caplab.papers import densing as exp
+
+    models, scores = controls.world(np.random.default_rng(0), {"ref": 1.0, "t2": 2.0})
+    ref = models[models.role == "reference"]
+    alt = ref.assign(role="reference_alt", model="alt:" + ref.model)
+    alt_scores = scores[scores.model.isin(ref.model)].assign(model=lambda d: "alt:" + d.model)
+    both, all_scores = pd.concat([models, alt], ignore_index=True), pd.concat([scores, alt_scores])
+    p = controls.P
+    main = exp.estimate(both, all_scores, p)["metrics"]
+    swapped = exp.estimate(exp.with_reference(both, "alt"), all_scores, p)["metrics"]
+    assert main == pytest.approx(swapped, rel=1e-6)
+    worse = alt_scores.assign(loss_sum=alt_scores.loss_sum * 1.3)        # a family with higher loss at every size
+    moved = exp.estimate(exp.with_reference(both, "alt"), pd.concat([scores, worse]), p)["metrics"]
+    assert abs(moved["log_density[t2]"] - main["log_density[t2]"]) > 0.1
+    with pytest.raises(ValueError):
+        exp.with_reference(models, "alt")
+    sens = pd.DataFrame([{"reference": r, "benchmarks": b, "D0": d, "A": a} for r, b, d, a in [
+        ("primary", "all", p.D0, 0.010), ("primary", "all", 2 * p.D0, 0.013), ("primary", "chain", p.D0, None),
+        ("primary", "choice", p.D0, 0.004), ("alt", "all", p.D0, 0.007), ("alt", "chain", p.D0, 0.5)]])
+    table = exp.sensitivity_by_factor(sens, p).set_index("factor")
+    assert table.loc["reference", "A_spread"] == pytest.approx(0.003)
+    assert table.loc["D0", "A_spread"] == pytest.approx(0.003)
+    assert table.loc["benchmarks", "A_spread"] == pytest.approx(0.006)
+    assert table.loc["benchmarks", "undefined"] == 1

@@ -10,7 +10,8 @@ The notebook `notebooks/densing.ipynb` calls, in order:
     boot = item_bootstrap(models, scores, p, est)                  # intervals: items resampled, fits redone
 
 Roles: "reference" (step 1, the loss law, and also points for step 2), "sigmoid" (the second family of step 2,
-its largest `sigmoid_held_out` models held out), "target" (models whose density is read). Targets are built by
+its largest `sigmoid_held_out` models held out), "target" (models whose density is read), "reference_alt" (a second
+reference family of another recipe, used only by `sensitivity`, where it takes the reference's place). Targets are built by
 known interventions on the reference recipe (constant learning rate after warmup, the reference corpus):
 over-training (more tokens: denser), a task-rich mix (denser), pruning (magnitude, no retraining: less dense),
 contamination (the test items in the corpus: inflated), each with a synthetic release date. At the gpu tier the
@@ -65,7 +66,8 @@ LISTED = Fields({"models": list[Annotated[dict, Fields({"pretrained": str, "revi
                                                        required=("pretrained", "params", "tokens"))]]},
                 name="listed family", required=("models",), partial=False)
 FAMILY_OR_LISTED = Kinds({**FAMILY.kinds, "listed": LISTED}, name="family spec")
-TARGET = Fields({"name": str, "date": str, "data": Literal["reference", "task_rich", "contaminated"],
+TARGET = Fields({"name": str, "date": str,
+                 "data": Literal["reference", "task_rich", "contaminated", "contaminated_clean"],
                  "tokens_x": float, "check": str, "growth": bool, "source": str, "prune": float, "pretrained": str,
                  "revision": str | None, "params": int}, name="target", required=("name", "date"), partial=False)
 
@@ -84,7 +86,10 @@ class Params:
     corpus: Annotated[dict, optional(CORPUS)] = dataclasses.field(default_factory=lambda: {"n_items": 5000, "filler_sentences": 8000,
                                                               "filler_vocab": 300, "block_size": 64, "seed": 0})
     task_rich: Annotated[dict, optional(TASK_RICH)] = dataclasses.field(default_factory=lambda: {"n_items": 10000, "filler_sentences": 2000})
-    contamination_copies: int = 3            # copies of every test item put into the contaminated corpus
+    contamination_copies: int = 150          # copies of every test item added to the contaminated corpus (a
+                                             # strong dose: ~3/4 of its blocks, ~24 passes over each test item in
+                                             # 3 D0 tokens; 3 copies at D0, under one pass, inflated nothing and 150
+                                             # at D0 (~8 passes) too little to tell: our runs)
     reference: Annotated[dict, FAMILY_OR_LISTED] = dataclasses.field(default_factory=lambda: {
         "kind": "tiny", "n": 4, "min_params": 8000, "max_params": 120000, "family": "gpt_neox", "head_dim": 16,
         "aspect": 24.0, "max_seq_len": 64, "seed": 0})
@@ -92,6 +97,13 @@ class Params:
         "batch_size": 32, "lr": 0.003, "warmup_steps": 20, "schedule": "constant", "seed": 0})
     reference_checkpoints: Annotated[dict, optional(CHECKPOINTS)] = dataclasses.field(default_factory=lambda: {"first": 100000, "last": 400000,
                                                                              "n": 3})
+    # a second reference family (another recipe: here a deeper, narrower shape, d_model = 8 n_layer against 24) on
+    # which step 1 is refitted to report the growth rate's sensitivity to the choice of reference family (the
+    # paper uses one family; our choice). {}: not run
+    reference_alt: Annotated[dict, optional(FAMILY_OR_LISTED)] = dataclasses.field(default_factory=lambda: {
+        "kind": "tiny", "n": 4, "min_params": 8000, "max_params": 120000, "family": "gpt_neox", "head_dim": 16,
+        "aspect": 8.0, "max_seq_len": 64, "seed": 3})
+    reference_alt_data: Literal["reference", "task_rich"] = "reference"   # the second family's corpus
     sigmoid_family: Annotated[dict, FAMILY_OR_LISTED] = dataclasses.field(default_factory=lambda: {
         "kind": "tiny", "n": 4, "min_params": 15000, "max_params": 250000, "family": "llama", "head_dim": 16,
         "aspect": 24.0, "max_seq_len": 64, "seed": 2})
@@ -111,8 +123,10 @@ class Params:
         {"name": "over3-pruned30", "date": "2023-10-01", "source": "over3", "prune": 0.3},
         {"name": "rich-over3", "date": "2023-12-01", "data": "task_rich", "tokens_x": 3},
         {"name": "rich-over3-pruned50", "date": "2024-02-01", "source": "rich-over3", "prune": 0.5},
-        {"name": "contaminated", "date": "2023-09-01", "data": "contaminated", "tokens_x": 1,
-         "check": "contamination", "growth": False}])
+        {"name": "contaminated", "date": "2023-09-01", "data": "contaminated", "tokens_x": 3,
+         "check": "contamination", "growth": False},
+        {"name": "contaminated-clean", "date": "2023-09-01", "data": "contaminated_clean", "tokens_x": 3,
+         "check": "contamination_clean", "growth": False}])
     date_origin: str = "2023-02-24"          # Llama-1's release, the paper's t = 0
     n_boot: int = 200
     n_perm: int = 2000
@@ -141,8 +155,9 @@ class Params:
                 raise ValueError(f"target {t['name']}: source {t['source']!r} is not a target")
             if "prune" in t and not 0 < t["prune"] < 1:
                 raise ValueError(f"target {t['name']}: prune must be a fraction in (0, 1)")
-            if "data" in t and t["data"] not in ("reference", "task_rich", "contaminated"):
-                raise ValueError(f"target {t['name']}: data must be reference, task_rich or contaminated")
+            if "data" in t and t["data"] not in ("reference", "task_rich", "contaminated", "contaminated_clean"):
+                raise ValueError(f"target {t['name']}: data must be reference, task_rich, contaminated or "
+                                 f"contaminated_clean")
         if self.D0 <= 0 or self.sigmoid_held_out < 0 or self.n_boot < 2:
             raise ValueError("need D0 > 0, sigmoid_held_out >= 0, n_boot >= 2")
 
@@ -181,10 +196,13 @@ def _mix(n_items: int, filler_sentences: int, kinds, exclude, seed: int, filler_
 
 
 def build_corpora(p: Params, items: pd.DataFrame) -> dict[str, data.TokenDataset]:
-    """The reference corpus, the task-rich mix and the contaminated corpus (reference + copies of the test items),
-    packed into blocks with the tiny family's tokenizer. Training items never repeat a test prompt. Nothing (an
-    empty dict) when no model is trained here (the gpu tier's released models)."""
-    trains = p.reference.get("kind") == "tiny" or p.sigmoid_family.get("kind") == "tiny" or any(
+    """The reference corpus, the task-rich mix, the contaminated corpus (the reference corpus plus
+    `contamination_copies` copies of the test items' blocks) and its dose-matched clean twin (the same number of
+    copies of as many fresh items of the same kinds, never a test prompt), packed into blocks with the tiny family's
+    tokenizer. Training items never repeat a test prompt. The clean twin separates what the repeated test items
+    inflate from what repeated task-like text adds. Nothing (an empty dict) when no model is trained here (the gpu
+    tier's released models)."""
+    trains = "tiny" in (p.reference.get("kind"), p.sigmoid_family.get("kind"), p.reference_alt.get("kind")) or any(
         "data" in t for t in p.targets)
     if not trains:
         return {}
@@ -192,11 +210,18 @@ def build_corpora(p: Params, items: pd.DataFrame) -> dict[str, data.TokenDataset
     tokenizer = family_tokenizer(p.reference if p.reference.get("kind") == "tiny" else {"kind": "tiny"})
     c, kinds, exclude = p.corpus, p.benchmark.get("kinds", ["choice", "chain"]), set(items.prompt)
     common = dict(kinds=kinds, exclude=exclude, seed=c["seed"], filler_vocab=c["filler_vocab"])
-    test_texts = [a + b for a, b in zip(items.prompt, items.target)] * p.contamination_copies
-    texts = {"reference": _mix(c["n_items"], c["filler_sentences"], **common),
-             "task_rich": _mix(p.task_rich["n_items"], p.task_rich["filler_sentences"], **common),
-             "contaminated": _mix(c["n_items"], c["filler_sentences"], **common, extra=test_texts)}
-    return {name: data.pack_blocks(t, tokenizer, c["block_size"]) for name, t in texts.items()}
+    fresh = pd.concat([worked.items(k, int((items.benchmark == k).sum()), seed=c["seed"] + 2, exclude=exclude)
+                       for k in kinds], ignore_index=True)
+    out = {"reference": data.pack_blocks(_mix(c["n_items"], c["filler_sentences"], **common), tokenizer,
+                                         c["block_size"]),
+           "task_rich": data.pack_blocks(_mix(p.task_rich["n_items"], p.task_rich["filler_sentences"], **common),
+                                         tokenizer, c["block_size"])}
+    for name, rows in (("contaminated", items), ("contaminated_clean", fresh)):
+        dose = data.pack_blocks([a + b for a, b in zip(rows.prompt, rows.target)], tokenizer, c["block_size"])
+        out[name] = data.TokenDataset(*(torch.cat([getattr(out["reference"], f)] + [getattr(dose, f)]
+                                                  * p.contamination_copies)
+                                        for f in ("input_ids", "attention_mask", "labels")))
+    return out
 
 
 # -- models ----------------------------------------------------------------------------------------------------
@@ -257,6 +282,11 @@ def build_models(p: Params, corpora: dict[str, data.TokenDataset]) -> pd.DataFra
     sig = family_rows(p.sigmoid_family, corpora.get("reference"), sig_train, sig_checkpoints)
     for r in sig.to_dict("records"):
         rows.append({**_family_row(r), "role": "sigmoid", "model": f"sig:{r['model']}@{r['target_tokens']}"})
+    if p.reference_alt:
+        alt = family_rows(p.reference_alt, corpora.get(p.reference_alt_data), p.reference_train,
+                          p.reference_checkpoints)
+        for r in alt.to_dict("records"):
+            rows.append({**_family_row(r), "role": "reference_alt", "model": f"alt:{r['model']}@{r['target_tokens']}"})
     rows += _targets(p, corpora)
     out = pd.DataFrame(rows)
     return out.assign(t=[_days(d, p.date_origin) if isinstance(d, str) else np.nan for d in out.date])
@@ -449,9 +479,17 @@ def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, li
         out["pruned_minus_source_log_density"] = float(np.mean(diffs[~np.isnan(diffs)])) if (
             ~np.isnan(diffs)).any() else math.nan
     checks = models[targets].set_index("check").model if "check" in models else pd.Series(dtype=object)
+    if "contamination" in checks.index and "contamination_clean" in checks.index:
+        at = {name: i for i, name in enumerate(models.model)}
+        out["contaminated_minus_clean_score"] = float(score[at[checks["contamination"]]]
+                                                      - score[at[checks["contamination_clean"]]])
+        with np.errstate(invalid="ignore"):
+            out["contaminated_minus_clean_log_density"] = float(by_name[checks["contamination"]]
+                                                                - by_name[checks["contamination_clean"]])
     if "reference" in checks.index:
         out["reference_recipe_log_density"] = float(by_name[checks["reference"]])
-        if "contamination" in checks.index:
+        tokens = models.set_index("model").tokens
+        if "contamination" in checks.index and tokens[checks["contamination"]] == tokens[checks["reference"]]:
             with np.errstate(invalid="ignore"):
                 out["contaminated_minus_reference_log_density"] = float(by_name[checks["contamination"]]
                                                                         - by_name[checks["reference"]])
@@ -542,25 +580,78 @@ def growth(table: pd.DataFrame, p: Params) -> dict:
 
 
 # -- sensitivity ---------------------------------------------------------------------------------------------------
+def with_reference(models: pd.DataFrame, family: str) -> pd.DataFrame:
+    """`models` with the chosen reference family in the "reference" role: "primary" (as built) or "alt" (the
+    second family takes the role, the first becomes "reference_unused"; step 2 then sees the second family too,
+    when it includes the reference)."""
+    if family == "primary":
+        return models
+    if family != "alt" or not (models.role == "reference_alt").any():
+        raise ValueError(f"reference family must be 'primary' or 'alt' (with reference_alt models), got {family!r}")
+    roles = {"reference": "reference_unused", "reference_alt": "reference"}
+    return models.assign(role=[roles.get(r, r) for r in models.role])
+
+
 def sensitivity(models: pd.DataFrame, scores: pd.DataFrame, p: Params) -> pd.DataFrame:
-    """The growth rate A (envelope law) and the reference-recipe density when D0 and the benchmark subset change:
-    one row per variant (both steps refitted for a subset; D0 only changes the inversion)."""
+    """The growth rate A (envelope law) and the reference-recipe density when the reference family, D0 and the
+    benchmark subset change: one row per variant (both steps refitted for a subset or a family; D0 only changes the
+    inversion)."""
     rows = []
     subsets = [None] + [[b] for b in sorted(scores.benchmark.unique())] if scores.benchmark.nunique() > 1 else [None]
-    for subset in subsets:
-        for d0 in p.D0_sensitivity:
-            try:
-                est = estimate(models, scores, p, benchmarks=subset, D0=d0)
-            except (ValueError, RuntimeError) as err:      # a subset too flat to fit: say so, do not hide it
-                rows.append({"benchmarks": "+".join(subset or ["all"]), "D0": d0, "error": str(err)})
-                continue
-            g = growth(est["table"], dataclasses.replace(p, n_perm=min(p.n_perm, 500), n_boot=min(p.n_boot, 100)))
-            rows.append({"benchmarks": "+".join(subset or ["all"]), "D0": d0, "A": g["A"], "A_lo": g.get("A_lo"),
-                         "A_hi": g.get("A_hi"), "doubling_days": densing.doubling_time(g["A"]) if g["A"] else None,
-                         "envelope_points": len(g["envelope"]), "defined": g["n_defined"], "of": g["n_pool"],
-                         "permutation_p": g["permutation_p"],
-                         "reference_recipe_log_density": est["metrics"].get("reference_recipe_log_density"),
-                         "error": None})
+    families = ["primary"] + (["alt"] if (models.role == "reference_alt").any() else [])
+    for family in families:
+        chosen = with_reference(models, family)
+        for subset in subsets:
+            for d0 in p.D0_sensitivity:
+                key = {"reference": family, "benchmarks": "+".join(subset or ["all"]), "D0": d0}
+                try:
+                    est = estimate(chosen, scores, p, benchmarks=subset, D0=d0)
+                except (ValueError, RuntimeError) as err:      # a subset too flat to fit: say so, do not hide it
+                    rows.append({**key, "error": str(err)})
+                    continue
+                g = growth(est["table"], dataclasses.replace(p, n_perm=min(p.n_perm, 500),
+                                                              n_boot=min(p.n_boot, 100)))
+                rows.append({**key, "A": g["A"], "A_lo": g.get("A_lo"), "A_hi": g.get("A_hi"),
+                             "doubling_days": densing.doubling_time(g["A"]) if g["A"] else None,
+                             "envelope_points": len(g["envelope"]), "defined": g["n_defined"], "of": g["n_pool"],
+                             "permutation_p": g["permutation_p"],
+                             "reference_recipe_log_density": est["metrics"].get("reference_recipe_log_density"),
+                             "error": None})
+    return pd.DataFrame(rows)
+
+
+def sensitivity_by_factor(sens: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """For each factor (reference family, D0, benchmark subset): the growth rate A over its variants with the
+    other two at the main setting (primary family, all benchmarks, D0 = p.D0): A_spread = max A - min A over the
+    variants where A is defined, `undefined` counts those where it is not (fewer than 3 envelope dates with defined
+    densities, or a failed fit). Then the same spread in every setting of the other two factors where at least two
+    variants are defined: `paired_settings` of them, the largest spread `A_spread_max` and the largest ratio of the
+    variants' rates `A_ratio_max`."""
+    main = {"reference": "primary", "benchmarks": "all", "D0": p.D0}
+    a_all = pd.to_numeric(sens.get("A", pd.Series(math.nan, index=sens.index)), errors="coerce")
+    sens = sens.assign(A=a_all)
+    rows = []
+    for factor in main:
+        others = [k for k in main if k != factor]
+        variants = sens[np.logical_and.reduce([sens[k] == main[k] for k in others])]
+        a = variants.A
+        ok = a.notna()
+        spreads, ratios = [], []
+        for _, cell in sens.groupby(others):
+            defined = cell.A.dropna()
+            if len(defined) >= 2:
+                spreads.append(float(defined.max() - defined.min()))
+                ratios.append(float(defined.max() / defined.min()) if defined.min() > 0 else math.nan)
+        rows.append({"factor": factor, "variants": len(variants), "undefined": int((~ok).sum()),
+                     "A_values": ", ".join(f"{v}: {x:.4g}" if pd.notna(x) else
+                                           f"{v}: undefined ({d} of {n} defined)"
+                                           for v, x, d, n in zip(variants[factor], a, variants.get("defined", a),
+                                                                 variants.get("of", a))),
+                     "A_min": float(a[ok].min()) if ok.any() else math.nan,
+                     "A_max": float(a[ok].max()) if ok.any() else math.nan,
+                     "A_spread": float(a[ok].max() - a[ok].min()) if ok.sum() > 1 else math.nan,
+                     "paired_settings": len(spreads), "A_spread_max": max(spreads) if spreads else math.nan,
+                     "A_ratio_max": max(ratios) if ratios else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -601,6 +692,12 @@ def claim_evidence(est: dict, boot: pd.DataFrame, g: dict | None, p: Params) -> 
     with_interval("reference_recipe_log_density", "ln density of the reference-recipe model at D0: known answer 0")
     with_interval("pruned_minus_source_log_density", "mean over (pruned, source) pairs; negative: less dense")
     with_interval("contaminated_minus_reference_log_density", "known answer: positive (contamination inflates)")
+    with_interval("contaminated_minus_clean_log_density",
+                  f"against the dose-matched clean twin ({p.contamination_copies} copies of fresh items): what the "
+                  f"test items themselves inflate; known answer positive")
+    with_interval("contaminated_minus_clean_score",
+                  "the same on the benchmark score: at equal parameters density rises with score, so this paired "
+                  "difference has the density difference's sign without the fits' extrapolation near the ceiling")
     targets = table[table.role == "target"].set_index("model")
     if "source" in targets:
         pairs = targets[targets.source.notna()]
