@@ -46,3 +46,15 @@ def standin_env(standin_hub, monkeypatch):
     for key, value in standin_hub.env().items():
         monkeypatch.setenv(key, value)
     return standin_hub
+
+
+# The slowest tests (whole notebooks, then the controls' replays) first: pytest-xdist then ends on short tests on
+# every worker instead of one worker finishing a long notebook alone.
+_FIRST = ("test_gpu_standin.py", "test_notebooks.py", "test_controls.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        return _FIRST.index(name) if name in _FIRST else len(_FIRST)
+    items.sort(key=rank)

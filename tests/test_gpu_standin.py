@@ -39,7 +39,7 @@ def test_shrinking_keeps_ids_and_design_and_validates():
     assert budget["budgets"] == [2, 60] and budget["ratio_budgets"] == [2] and budget["shares"] == [0.0, 0.1, 0.5, 1.0]
     assert tiers.plan(NOTEBOOKS, "rl_scaling", "gpu", shrink=True).params["grpo"]["lr"] == 1e-6
     family = tiers.plan(NOTEBOOKS, "shannon", "gpu", shrink=True).params["family"]
-    assert family["revisions"] == ["step2000", "step8000", "step33000", "step100000", "step143000"]
+    assert family["revisions"] == ["step2000", "step16000", "step86000", "step143000"]
 
 
 @pytest.mark.parametrize("paper", PAPERS)

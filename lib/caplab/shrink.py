@@ -12,7 +12,7 @@ appears: `steps` is an optimizer step count in every settings dict). Three kinds
 
 Everything else is left as the file says: model ids, dataset ids, configs and splits, prompt templates, learning
 rates, the lists that define the experiment's design (noise levels, bit widths, reuse factors). A hub family's
-revisions are thinned to 5 real ones (shannon's grid is 7 models x 10 revisions, each scanned with a dozen
+revisions are thinned to 4 real ones (shannon's grid is 7 models x 10 revisions, each scanned with a dozen
 perturbations) and repeated seeds to 2 (kappa's 6 seeds x 7 arms). Used by `python -m caplab run --shrink` and by the tests of the gpu tier on stand-ins
 (tests/test_gpu_standin.py); a run made so records `"shrunk": true` with its parameters.
 
@@ -70,9 +70,9 @@ RULES: dict[str, Rule] = {
     "max_dim_size_to_analyze": cap(256), "k_tensors": cap(4),
     # the budget paper's grid (annotation budgets in examples, SFT shares)
     "budgets": scale(50, 2), "ratio_budgets": scale(50, 1), "shares": spread(4),
-    # a hub family's checkpoint grid: every model kept, 5 of its revisions (real ones: first, last, between), and the
+    # a hub family's checkpoint grid: every model kept, 4 of its revisions (real ones: first, last, between), and the
     # extrapolation's fit-up-to index inside them; two training seeds where a design repeats runs over seeds
-    "revisions": spread(5), "extrapolation_checkpoint": cap(2), "seeds": spread(2),
+    "revisions": spread(4), "extrapolation_checkpoint": cap(2), "seeds": spread(2),
     # the budget paper's fixed step counts, DPO sweep and training seeds
     "fixed_steps": cap(3), "held_out_pairs": cap(8), "dpo_sweep_start": cap(8), "dpo_sweep_pairs": cap(8),
     "dpo_sweep_lrs": spread(1), "dpo_sweep_betas": spread(1), "train_seeds": spread(1),
