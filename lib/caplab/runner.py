@@ -35,7 +35,7 @@ CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 6 * 3600}
 START_TIMEOUT = 120
 # Defaults for the kernel's environment (a value already set wins): offline hub, text progress, no load bars, and
 # torch's OpenMP threads sleeping rather than spinning while they wait: on a machine whose cores are busy elsewhere,
-# a 0.1M model's training step with two threads took 0.91-0.98 s spinning and 0.07-0.13 s passive (one thread:
+# a 0.1M model's training step with two threads took 0.23-0.98 s spinning and 0.07-0.13 s passive (one thread:
 # 0.07-0.14 s; load 4-6 on two cores, caplab.bench's model, 20 steps).
 KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
