@@ -16,7 +16,7 @@ def test_operators_are_sorted_into_kinds(op, kind):
 
 
 def test_bench_profiles_and_measures_every_strategy():
-    result = bench.run("cpu", sizes={"25k": 3}, profile_steps=3, matmul_n=512, corpus_docs=300)
+    result = bench.run("cpu", sizes={"25k": 3}, profile_steps=3, matmul_n=512, corpus_docs=300, fit_evals=3)
     (profile,) = result["profiles"]
     assert 15_000 < profile["non_embedding"] < 40_000
     kinds, phases = profile["kinds"], profile["phases"]
@@ -32,3 +32,7 @@ def test_bench_profiles_and_measures_every_strategy():
         assert row["tokens_per_s"] > 0 and 0 < row["fraction_of_peak"] < 1.5
     text = bench.table(result)
     assert "framework and Python" in text and "processes x 1 thread" in text
+    methods = {(row["law"], row["gradient"]) for row in result["fitting"]}
+    assert methods == {(law, f"exact gradient ({how})") for law in ("Chinchilla", "Shannon")
+                       for how in ("compiled by sympy", "dual numbers")}
+    assert all(row["ms_per_evaluation"] > 0 for row in result["fitting"]) and "ms/eval" in text

@@ -8,6 +8,8 @@ For three sizes (about 25k, 100k and 760k non-embedding parameters, the cpu tier
 - the aggregate training throughput of each way to run a sweep of independent runs on this machine: one process
   using every core's thread (the plain loop), one single-thread process per core (`caplab.substrate.sweep`, what
   the notebooks use), the latter at four times the batch, and with `--compile` one process with `torch.compile`.
+It also times the scaling-law fitter's inner loop (`fitting_speed`): one evaluation of the Huber objective and its
+exact gradient, by the sympy-compiled formula and by dual numbers, for the Chinchilla and Shannon laws.
 Throughput is tokens/s summed over the processes, as achieved FLOP/s (6 N tokens/s, N non-embedding) and as a share
 of the fp32 peak: the best time of a large `torch.matmul` using every core. Prints tables; writes JSON atomically.
 A benchmark, not a test: run it on a quiet machine (another process on the cores changes everything).
@@ -107,8 +109,39 @@ def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH)
             "tokens_per_s": sum(r["tokens_per_s"] for r in results)}
 
 
+def fitting_speed(evals: int = 500, points: int = 40) -> list[dict]:
+    """Milliseconds per objective-and-gradient evaluation (the fitter's inner loop) by each gradient method, on
+    planted data of `points` rows; one row per law and method."""
+    import numpy as np
+
+    from caplab.stats import laws
+    from caplab.stats.fitting import Objective, single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    x = {"N": np.exp(rng.uniform(np.log(1e4), np.log(1e6), points)),
+         "D": np.exp(rng.uniform(np.log(1e5), np.log(1e8), points))}
+    cases = {"Chinchilla": (laws.CHINCHILLA, {}, dict(A=400.0, B=2000.0, E=1.8, alpha=0.34, beta=0.36)),
+             "Shannon": (laws.SHANNON, {"b": 1.0}, dict(a=0.02, b=1.0, c=1e-4, d=1e-3, e=1.0, alpha=0.15, beta=0.3,
+                                                        gamma=0.25, delta=0.35))}
+    rows = []
+    for name, (law, fixed, truth) in cases.items():
+        y = law.predict(truth, x) * np.exp(0.01 * rng.standard_normal(points))
+        for gradient in ("compiled", "dual"):
+            objective = Objective(law, x, y, 1e-3, fixed, gradient=gradient)
+            theta = objective.internal(truth)
+            objective.value_and_grad(theta)          # compiles (once per law) and checks against dual numbers
+            with single_threaded_blas():
+                began = time.perf_counter()
+                for _ in range(evals):
+                    objective.value_and_grad(theta)
+                elapsed = time.perf_counter() - began
+            rows.append({"law": name, "gradient": objective.method, "points": points,
+                         "ms_per_evaluation": 1e3 * elapsed / evals})
+    return rows
+
+
 def run(device: str = "auto", *, compile: bool = False, sizes: dict | None = None, profile_steps: int = 8,
-        matmul_n: int = 2048, corpus_docs: int = 4000) -> dict:
+        matmul_n: int = 2048, corpus_docs: int = 4000, fit_evals: int = 500) -> dict:
     dev = resolve_device(device)
     sizes = sizes or STEPS
     tokenizer = models.tiny_model("0.1M")[1]
@@ -144,7 +177,8 @@ def run(device: str = "auto", *, compile: bool = False, sizes: dict | None = Non
     return {"device": str(dev), "threads": threads, "cores": cores, "torch": torch.__version__,
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "batch": [BATCH, SEQ],
             "load_average": os.getloadavg(), "matmul_peak_flops_per_s": peak,
-            "matmul_peak_one_thread_flops_per_s": peak_one, "training": rows, "profiles": profiles}
+            "matmul_peak_one_thread_flops_per_s": peak_one, "training": rows, "profiles": profiles,
+            "fitting": fitting_speed(fit_evals)}
 
 
 def table(result: dict) -> str:
@@ -169,6 +203,10 @@ def table(result: dict) -> str:
             continue
         lines.append(f"{r['size']:>6} {r['non_embedding']:>9,} {r['strategy']:<40} {r['step_s']:>8.3f} "
                      f"{r['tokens_per_s']:>9,.0f} {r['flops_per_s'] / 1e9:>8.1f} {r['fraction_of_peak']:>8.1%}")
+    lines += ["", "the fitter's inner loop (objective and exact gradient, one thread)",
+              f"{'law':>12} {'points':>7} {'gradient':<40} {'ms/eval':>8}"]
+    for r in result.get("fitting", []):
+        lines.append(f"{r['law']:>12} {r['points']:>7} {r['gradient']:<40} {r['ms_per_evaluation']:>8.3f}")
     return "\n".join(lines)
 
 

@@ -448,51 +448,85 @@ def fit_steps(models, loss, score, p: Params, *, start: dict | None = None):
 def log_density(models, score, loss_params, sig_params, D0, *, limits: bool) -> tuple[np.ndarray, np.ndarray]:
     """(ln density, status) of every row; undefined rows NaN, or their limits (-inf below the floor, +inf above
     the ceiling or beyond the loss limit) when `limits`."""
-    est = densing.effective_size(score, loss_params, sig_params, D0)
-    value = np.log(est.n_hat.to_numpy() / models.params.to_numpy(float))
+    return _log_density(models.params.to_numpy(float), score, loss_params, sig_params, D0, limits=limits)
+
+
+def _log_density(params, score, loss_params, sig_params, D0, *, limits: bool):
+    loss_hat, status = densing.loss_from_score(sig_params, score)
+    n_hat, status_n = densing.size_from_loss(loss_params, loss_hat, D0)
+    status = np.where(status == densing.OK, status_n, status)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.log(np.where(status == densing.OK, n_hat, np.nan) / params)
     if limits:
-        value = np.where(est.status == densing.BELOW_FLOOR, -np.inf,
-                         np.where(est.status == densing.OK, value, np.inf))
-    return value, est.status.to_numpy()
+        value = np.where(status == densing.BELOW_FLOOR, -np.inf, np.where(status == densing.OK, value, np.inf))
+    return value, status
 
 
-def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, limits: bool) -> dict[str, float]:
-    """The numbers the claims read, from per-model loss and score and the two fits."""
-    out: dict[str, float] = {}
-    targets = (models.role == "target").to_numpy()
-    logd, _ = log_density(models, score, loss_params, sig_params, p.D0, limits=limits)
-    for name, value in zip(models.model[targets], logd[targets]):
-        out[f"log_density[{name}]"] = value
-    held = held_out_mask(models, p.sigmoid_held_out)
-    fit_rows = (((models.role == "reference").to_numpy() & p.sigmoid_includes_reference)
-                | (models.role == "sigmoid").to_numpy()) & ~held
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What `claim_metrics` reads from the model table, found once per table (a bootstrap's resamples share it)."""
+
+    params: np.ndarray
+    targets: np.ndarray            # row indices of the targets
+    target_names: tuple[str, ...]
+    held: np.ndarray               # mask: step 2's held-out models
+    fit_rows: np.ndarray           # mask: step 2's fitted models
+    pairs: tuple[tuple[int, int], ...]   # (pruned, source) row indices
+    checks: dict                   # check name -> row index
+    same_tokens: bool              # contamination check and reference recipe trained on the same tokens
+
+    @classmethod
+    def of(cls, models: pd.DataFrame, p: Params) -> "Layout":
+        at = {name: i for i, name in enumerate(models.model)}
+        is_target = (models.role == "target").to_numpy()
+        held = held_out_mask(models, p.sigmoid_held_out)
+        fit_rows = (((models.role == "reference").to_numpy() & p.sigmoid_includes_reference)
+                    | (models.role == "sigmoid").to_numpy()) & ~held
+        targets = models[is_target]
+        pairs = tuple((at[r.model], at[r.source]) for r in targets.itertuples()
+                      if isinstance(getattr(r, "source", None), str))
+        checks = ({c: at[m] for c, m in zip(targets.check, targets.model) if isinstance(c, str)}
+                  if "check" in models else {})
+        tokens = models.tokens.to_numpy()
+        same = ("contamination" in checks and "reference" in checks
+                and tokens[checks["contamination"]] == tokens[checks["reference"]])
+        return cls(models.params.to_numpy(float), np.flatnonzero(is_target), tuple(targets.model), held,
+                   fit_rows, pairs, checks, bool(same))
+
+
+def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, limits: bool,
+                  layout: Layout | None = None) -> dict[str, float]:
+    """The numbers the claims read, from per-model loss and score and the two fits. `layout`: `Layout.of(models,
+    p)`, passed by a caller that evaluates many resamples of the same table."""
+    lay = layout or Layout.of(models, p)
+    loss, score = np.asarray(loss, dtype=float), np.asarray(score, dtype=float)
+    logd, _ = _log_density(lay.params, score, loss_params, sig_params, p.D0, limits=limits)
+    out: dict[str, float] = {f"log_density[{name}]": value
+                             for name, value in zip(lay.target_names, logd[lay.targets])}
+    held = lay.held
     if held.any():
         predicted = densing.score_at(sig_params, loss[held])
         out["heldout_error_minus_constant"] = float(np.mean(np.abs(predicted - score[held])
-                                                            - np.abs(score[fit_rows].mean() - score[held])))
+                                                            - np.abs(score[lay.fit_rows].mean() - score[held])))
         out["heldout_abs_error"] = float(np.mean(np.abs(predicted - score[held])))
-    by_name = dict(zip(models.model, logd))
-    pairs = [(r.model, r.source) for r in models[targets].itertuples() if isinstance(getattr(r, "source", None), str)]
-    if pairs:
+    if lay.pairs:
         with np.errstate(invalid="ignore"):       # both at the same limit: the pair cannot be compared
-            diffs = np.array([by_name[a] - by_name[b] for a, b in pairs])
+            diffs = np.array([logd[a] - logd[b] for a, b in lay.pairs])
         out["pruned_minus_source_log_density"] = float(np.mean(diffs[~np.isnan(diffs)])) if (
             ~np.isnan(diffs)).any() else math.nan
-    checks = models[targets].set_index("check").model if "check" in models else pd.Series(dtype=object)
-    if "contamination" in checks.index and "contamination_clean" in checks.index:
-        at = {name: i for i, name in enumerate(models.model)}
-        out["contaminated_minus_clean_score"] = float(score[at[checks["contamination"]]]
-                                                      - score[at[checks["contamination_clean"]]])
+    checks = lay.checks
+    if "contamination" in checks and "contamination_clean" in checks:
+        out["contaminated_minus_clean_score"] = float(score[checks["contamination"]]
+                                                      - score[checks["contamination_clean"]])
         with np.errstate(invalid="ignore"):
-            out["contaminated_minus_clean_log_density"] = float(by_name[checks["contamination"]]
-                                                                - by_name[checks["contamination_clean"]])
-    if "reference" in checks.index:
-        out["reference_recipe_log_density"] = float(by_name[checks["reference"]])
-        tokens = models.set_index("model").tokens
-        if "contamination" in checks.index and tokens[checks["contamination"]] == tokens[checks["reference"]]:
+            out["contaminated_minus_clean_log_density"] = float(logd[checks["contamination"]]
+                                                                - logd[checks["contamination_clean"]])
+    if "reference" in checks:
+        out["reference_recipe_log_density"] = float(logd[checks["reference"]])
+        if lay.same_tokens:
             with np.errstate(invalid="ignore"):
-                out["contaminated_minus_reference_log_density"] = float(by_name[checks["contamination"]]
-                                                                        - by_name[checks["reference"]])
+                out["contaminated_minus_reference_log_density"] = float(logd[checks["contamination"]]
+                                                                        - logd[checks["reference"]])
     return out
 
 
@@ -522,7 +556,7 @@ def item_bootstrap(models: pd.DataFrame, est: dict, p: Params, *, refit: bool = 
     inversion's limits. One row per resample."""
     m, rng = est["matrices"], np.random.default_rng(p.seed)
     start = {"loss": est["loss_fit"].params, "sigmoid": est["sigmoid_fit"].params}
-    rows = []
+    layout, rows = Layout.of(models, p), []
     for _ in range(p.n_boot):
         loss, score = m.aggregate(m.resample(rng))
         if refit:
@@ -530,7 +564,7 @@ def item_bootstrap(models: pd.DataFrame, est: dict, p: Params, *, refit: bool = 
             lp, sp = loss_fit.params, sig_fit.params
         else:
             lp, sp = start["loss"], start["sigmoid"]
-        rows.append(claim_metrics(models, loss, score, lp, sp, p, limits=True))
+        rows.append(claim_metrics(models, loss, score, lp, sp, p, limits=True, layout=layout))
     return pd.DataFrame(rows)
 
 

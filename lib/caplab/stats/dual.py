@@ -123,8 +123,15 @@ def where(condition, a, b):
     return Dual(value, np.where(condition, ga, gb))
 
 
+def _traced(args):
+    """The first argument that is a symbolic trace (`caplab.stats.symbolic.Tracer`), or None."""
+    return next((a for a in args if hasattr(a, "log_softplus") and hasattr(a, "expr")), None)
+
+
 def lse(*terms):
     """log(sum(exp(t))) of broadcastable arrays or Duals, shifted by the largest value (no overflow)."""
+    if (tracer := _traced(terms)) is not None:
+        return tracer.lse(*terms)
     values = np.broadcast_arrays(*[value_of(t) for t in terms])
     shift = np.max(np.stack(values), axis=0)
     total = np.exp(terms[0] - shift)
@@ -135,6 +142,8 @@ def lse(*terms):
 
 def log_softplus(s):
     """log(log(1 + e^s)): accurate for very negative s (where it is ~ s) and for large s (~ log s)."""
+    if _traced([s]) is not None:
+        return s.log_softplus(s)
     positive = value_of(s) > 0
     tail = np.exp(where(positive, -s, s))  # exponent <= 0: no overflow
     return np.log(where(positive, s, 0.0) + np.log1p(tail))

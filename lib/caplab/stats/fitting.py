@@ -3,10 +3,11 @@
 Objective: sum_i w_i huber_delta(r_i), r_i the residual in the law's space (log y - log f for log-space laws),
 huber(r) = r^2/2 for |r| <= delta, delta (|r| - delta/2) beyond; w_i = 1 except in the bootstrap (resample counts).
 Optimiser: scipy L-BFGS-B from many starts (random, uniform in each parameter's start range in optimiser space,
-or explicit ones, e.g. `grid_starts`), with the exact gradient from one evaluation of the law on dual numbers
-(`caplab.stats.dual`). The optimiser sees the objective divided by min(delta, 1e-3), so its tolerances are in
-units of residuals. A start has converged when scipy says so; the fit reports the best start's status and how many
-starts reached the best objective (within `best_rtol`), an identifiability diagnostic.
+or explicit ones, e.g. `grid_starts`), with the exact gradient: the law's formula differentiated once by sympy and
+compiled to numpy (`caplab.stats.symbolic`), or dual numbers (`caplab.stats.dual`) where it cannot be traced.
+The optimiser sees the objective divided by min(delta, 1e-3), so its tolerances are in units of residuals. A start
+has converged when scipy says so; the fit reports the best start's status and how many starts reached the best
+objective (within `best_rtol`), an identifiability diagnostic.
 
 Information criteria (Gaussian residuals in the law's space, variance profiled out, constants dropped):
 AIC = n ln(RSS/n) + 2k, BIC = n ln(RSS/n) + k ln n, k = number of fitted (not fixed) parameters.
@@ -94,9 +95,14 @@ def _column(frame, column, positive):
 
 
 class Objective:
-    """The Huber objective of a law on fixed data, over the free parameters in optimiser space."""
+    """The Huber objective of a law on fixed data, over the free parameters in optimiser space.
 
-    def __init__(self, law: Law, x, y, delta: float, fixed: Mapping[str, float], weights=None):
+    gradient: "compiled" (the law's formula and its derivatives compiled once by `caplab.stats.symbolic`; checked
+    against dual numbers at the first evaluation, and dual numbers are used where it cannot trace the formula or the
+    check fails) or "dual" (dual numbers at every evaluation). Both are exact; they agree to rounding."""
+
+    def __init__(self, law: Law, x, y, delta: float, fixed: Mapping[str, float], weights=None,
+                 gradient: str = "compiled"):
         if not delta > 0:
             raise ValueError(f"delta must be positive, got {delta}")
         self.law, self.x, self.delta, self.fixed = law, x, float(delta), dict(fixed)
@@ -105,6 +111,15 @@ class Objective:
         self.weights = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
         self.scale = 1.0 / min(self.delta, 1e-3)
         self.exact = True
+        if gradient not in ("compiled", "dual"):
+            raise ValueError(f"gradient must be 'compiled' or 'dual', not {gradient!r}")
+        self.compiled = None
+        if gradient == "compiled":
+            from caplab.stats.symbolic import compile_law  # sympy: imported where a fit is made
+            self.compiled = compile_law(law, [p.name for p in self.free])
+        self.checked = False
+        self._free_names = [p.name for p in self.free]
+        self._log_mask = np.array([p.log for p in self.free], dtype=bool)
 
     def natural(self, theta) -> dict[str, Any]:
         """{name: value} for all parameters from free optimiser-space values (arrays of any shape)."""
@@ -123,7 +138,11 @@ class Objective:
     def value_and_grad(self, theta):
         """(objective, gradient) in the optimiser's scale: exact by dual numbers, else central differences."""
         k = len(self.free)
-        if self.exact:
+        if self.compiled is not None:
+            pred, jac = self._compiled(theta)
+            if not self.checked:
+                self._check(theta, pred, jac)
+        if self.compiled is None and self.exact:
             try:
                 pred, jac = self._dual(theta)
             except TypeError:  # the formula uses something Dual does not support
@@ -134,11 +153,43 @@ class Objective:
             out = self.law.evaluate(self.x, self.natural(batch))
             pred, jac = out[0], (out[1:k + 1] - out[k + 1:]) / (2 * steps[:, None])
         r = self.y - pred
-        if not np.all(np.isfinite(r)) or not np.all(np.isfinite(jac)):
+        clipped = np.clip(r, -self.delta, self.delta)  # the Huber loss is clipped * (r - clipped / 2)
+        value = float(np.sum(self.weights * clipped * (r - 0.5 * clipped)))
+        grad = -np.sum(jac * (self.weights * clipped), axis=1)  # no BLAS: its threads thrash on busy machines
+        if not (math.isfinite(value) and np.isfinite(grad).all()):
             return math.inf, np.zeros(k)
-        value = float(np.sum(self.weights * huber(r, self.delta)))
-        grad = -np.sum(jac * (self.weights * np.clip(r, -self.delta, self.delta)), axis=1)  # no BLAS: its threads thrash on busy machines
         return value * self.scale, grad * self.scale
+
+    @property
+    def method(self) -> str:
+        """How the gradient is computed."""
+        if self.compiled is not None:
+            return "exact gradient (compiled by sympy)"
+        return "exact gradient (dual numbers)" if self.exact else "central finite differences"
+
+    def _compiled(self, theta):
+        """Prediction (n,) and Jacobian (k, n) w.r.t. the free optimiser-space values, by the compiled formula."""
+        natural = np.where(self._log_mask, np.exp(np.where(self._log_mask, theta, 0.0)), theta)
+        p = {**self.fixed, **dict(zip(self._free_names, natural.tolist()))}
+        chain = np.where(self._log_mask, natural, 1.0)
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            pred, jac = self.compiled(self.x, p)
+        return pred, jac * chain[:, None]
+
+    def _check(self, theta, pred, jac):
+        """Compare the compiled formula with dual numbers once; fall back to dual numbers where they differ."""
+        self.checked = True
+        try:
+            ref_pred, ref_jac = self._dual(theta)
+        except TypeError:
+            return
+        agree = all(np.allclose(a, b, rtol=1e-7, atol=1e-10 * max(1.0, float(np.nanmax(np.abs(b), initial=0.0))),
+                                equal_nan=True)
+                    for a, b in ((pred, ref_pred), (jac, ref_jac)) if np.all(np.isfinite(b)))
+        if not agree:
+            warnings.warn(f"{self.law.name}: the compiled gradient disagrees with dual numbers; using dual numbers",
+                          RuntimeWarning, stacklevel=3)
+            self.compiled = None
 
     def _dual(self, theta):
         """Prediction (n,) in the law's space and its Jacobian (k, n) w.r.t. the free optimiser-space values."""
@@ -227,6 +278,8 @@ class Fit:
     intervals: pd.DataFrame | None = None
     derived: dict[str, float] = dataclasses.field(default_factory=dict)
     bootstrap_info: dict[str, Any] | None = None
+    gradient: str = "compiled"  # the choice passed to `Objective`
+    gradient_method: str = "exact gradient"  # what computed it (`Objective.method`)
 
     @property
     def k(self) -> int:
@@ -295,7 +348,7 @@ class Fit:
                 "inputs": self.inputs, "target": self.target, "points used": self.n_points,
                 "fixed": self.fixed or "none",
                 "loss": f"Huber on {self.law.space} residuals, delta={self.delta:g}", "objective": self.objective,
-                "optimiser": "scipy L-BFGS-B, exact (dual-number) gradient, " + ", ".join(
+                "optimiser": f"scipy L-BFGS-B, {self.gradient_method}, " + ", ".join(
                     f"{k}={v:g}" for k, v in self.options.items()),
                 "starts": self.n_starts, "start seed": self.seed,
                 "starts at best": f"{self.n_starts_at_best}/{self.n_starts} (rtol {self.best_rtol:g})",
@@ -336,12 +389,13 @@ class Fit:
 def fit_law(law: Law, frame: pd.DataFrame, inputs: Mapping[str, str] | None = None, target: str = "loss", *,
             starts: int | Sequence[Mapping[str, float]] = 50, seed: int = 0, delta: float = 1e-3,
             fixed: Mapping[str, float] | None = None, maxiter: int = 10_000, ftol: float = 1e-13,
-            gtol: float = 1e-9, best_rtol: float = 1e-4, weights=None, warn: bool = True) -> Fit:
+            gtol: float = 1e-9, best_rtol: float = 1e-4, weights=None, warn: bool = True,
+            gradient: str = "compiled") -> Fit:
     """Fit `law` to `frame[target]` with inputs {law input: column} (default: same names).
 
     starts: a count of random starts (seeded by `seed`) or explicit start dicts (e.g. `grid_starts(law)`).
-    fixed: parameters held at given values (not fitted, not counted in AIC/BIC). Warns (ConvergenceWarning) when
-    the best start did not converge."""
+    fixed: parameters held at given values (not fitted, not counted in AIC/BIC). gradient: see `Objective`.
+    Warns (ConvergenceWarning) when the best start did not converge."""
     x, y, inputs = design(law, frame, inputs, target)
     fixed = {k: float(v) for k, v in (fixed or {}).items()}
     for name in fixed:
@@ -359,7 +413,7 @@ def fit_law(law: Law, frame: pd.DataFrame, inputs: Mapping[str, str] | None = No
                 raise ValueError(f"a start lacks parameter(s) {missing}")
         if not start_list:
             raise ValueError("no starts given")
-    objective = Objective(law, x, y, delta, fixed, weights)
+    objective = Objective(law, x, y, delta, fixed, weights, gradient)
     check = objective.residuals(objective.internal(start_list[0]))  # shape and input checks before the real work
     if check.shape != y.shape:
         raise ValueError(f"law {law.name} returned shape {check.shape} for {y.shape[0]} points")
@@ -380,7 +434,8 @@ def fit_law(law: Law, frame: pd.DataFrame, inputs: Mapping[str, str] | None = No
               n_points=len(y), n_starts=len(table), n_starts_at_best=int(at_best.sum()),
               n_starts_converged=int(table["converged"].sum()), best_rtol=best_rtol,
               seed=seed if isinstance(starts, (int, np.integer)) else None,
-              options=dict(maxiter=maxiter, ftol=ftol, gtol=gtol), starts=table, elapsed_s=elapsed, x=x, y=y)
+              options=dict(maxiter=maxiter, ftol=ftol, gtol=gtol), starts=table, elapsed_s=elapsed, x=x, y=y,
+              gradient=gradient, gradient_method=objective.method)
     if warn and not fit.converged:
         warnings.warn(f"{law.name}: the best start did not converge ({fit.message})", ConvergenceWarning,
                       stacklevel=2)
@@ -403,7 +458,7 @@ def bootstrap(fit: Fit, n: int = 1000, seed: int = 0, level: float = 0.95,
     samples, converged = [], 0
     for i in range(n):
         weights = np.bincount(resample_indices(size, 1, rng)[0], minlength=size).astype(float)
-        objective = Objective(fit.law, fit.x, fit.y, fit.delta, fit.fixed, weights)
+        objective = Objective(fit.law, fit.x, fit.y, fit.delta, fit.fixed, weights, fit.gradient)
         start_list = [{k: fit.params[k] for k in free}]
         start_list += random_starts(fit.law, starts, int(rng.integers(2**31)), fit.fixed) if starts else []
         with single_threaded_blas():

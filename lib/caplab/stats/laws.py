@@ -5,8 +5,9 @@ arrays (shape (m, 1): m parameter vectors evaluated at once) returning shape (m,
 when `space == "log"` (sums of positive terms are written with `lse`, so nothing overflows), the prediction
 itself when `space == "linear"`. Residuals are taken in that space. Write `fn` with numpy arithmetic, exp, log,
 log10, log1p, sqrt, power and the helpers of `caplab.stats.dual` (lse, log_softplus, where): the fitter then
-passes dual numbers and gets exact gradients (anything else falls back to finite differences). Parameters with
-`log=True` are positive and optimised as log(value).
+gets exact gradients, by tracing the formula once with sympy (`caplab.stats.symbolic`; lse and log_softplus are
+traced, where is not) or, where that fails, by dual numbers (anything else falls back to finite differences).
+Parameters with `log=True` are positive and optimised as log(value).
 
 Fitting lives in `caplab.stats.fitting`; `law.fit(frame, ...)` is a shortcut to `fitting.fit_law`.
 """
