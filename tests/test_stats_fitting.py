@@ -327,3 +327,22 @@ def test_finite_difference_fallback_for_unsupported_formulas():
     frame = synthetic(law, dict(A=2.0, s=3.0), grid(x=np.linspace(0.5, 10, 20)), 0.01)
     fit = fit_law(law, frame, starts=5)
     assert fit.converged and fit.params["A"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_formulas_the_tracer_cannot_follow_fall_back_to_dual_numbers():
+    """A formula that branches on a value or uses `where` is not compiled (None): the fitter keeps dual numbers,
+    and the fit is the same as with gradient="dual"."""
+    from caplab.stats.dual import where
+    from caplab.stats.symbolic import compile_law
+    hinge = L.Law(name="hinge", formula="y = A x^alpha (x >= 1)", inputs=("x",),
+                  params=L.POWER_LAW.params,
+                  fn=lambda x, p: where(x["x"] >= 1.0, np.log(p["A"]) + p["alpha"] * np.log(x["x"]), 0.0 * p["A"]))
+    branchy = L.Law(name="branchy", formula="y = A x^alpha", inputs=("x",), params=L.POWER_LAW.params,
+                    fn=lambda x, p: np.log(p["A"]) + (p["alpha"] if p["alpha"] > -50 else 0.0) * np.log(x["x"]))
+    assert compile_law(hinge, ["A", "alpha"]) is None and compile_law(branchy, ["A", "alpha"]) is None
+    assert compile_law(L.POWER_LAW, ["A", "alpha"]) is not None
+    frame = synthetic(L.POWER_LAW, dict(A=3.0, alpha=-0.5), grid(x=np.geomspace(1, 1e4, 30)), 0.01)
+    a = fit_law(hinge, frame, inputs={"x": "x"}, starts=3, seed=0)
+    b = fit_law(hinge, frame, inputs={"x": "x"}, starts=3, seed=0, gradient="dual")
+    assert a.gradient_method == b.gradient_method == "exact gradient (dual numbers)"
+    assert a.params == b.params
