@@ -162,8 +162,10 @@ def test_recipient_is_the_largest_model_that_learned():
 
 
 def test_chain_questions_keep_their_numbers_and_cap_each_band():
-    questions = pd.DataFrame({"band": ["0"] * 10 + ["1"] * 3, "question": np.arange(13)})
+    questions = pd.DataFrame({"band": ["0"] * 10 + ["1"] * 3 + ["2-3"] * 8, "question": np.arange(21)})
     got = paper.chain_questions(questions, 4, seed=0)
-    assert got.groupby("band").size().to_dict() == {"0": 4, "1": 3}
+    assert got.groupby("band").size().to_dict() == {"1": 3, "2-3": 4}       # seen facts only
+    with pytest.raises(ValueError, match="no band of seen facts"):
+        paper.chain_questions(questions[questions.band == "0"], 4, seed=0)
     assert set(got.question) <= set(questions.question) and got.question.is_monotonic_increasing
     assert got.equals(paper.chain_questions(questions, 4, seed=0))
