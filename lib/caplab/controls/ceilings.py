@@ -5,8 +5,8 @@ per-problem exact match of the recipient, the donor-swapped recipient and the un
 through the same functions as the notebook (`caplab.science.capability`, `caplab.papers.ceilings`) and the
 registry's rules.
 
-Sizes are the cpu tier's: a zero-mention band of 6000 questions (facts never seen), a tail band of 6000 (facts seen
-once) and a positive-control band of 160 (the most-seen facts), 4 choices, 32 attribute values, frequent-value
+Sizes are the cpu tier's: a zero-mention band of 6000 questions (facts never seen), a tail band of 5300 (facts seen
+once) and a positive-control band of 190 (the facts seen 16 times or more), 4 choices, 32 attribute values, frequent-value
 distractors; 300 arithmetic problems, never in training; 6 models from 3.3e3 to 1.5e5 non-embedding parameters (1.66
 decades). Questions (problems) carry a difficulty shared by every
 model, so the models are paired on items. Bootstraps use 200 resamples (the notebook's 2000 give the same intervals
@@ -31,7 +31,7 @@ VALUES = [f"v{k:02d}" for k in range(N_VALUES)]
 
 
 # -- knowledge: questions, a corpus, models' choices ------------------------------------------------------------
-N_ZERO, N_TAIL, N_CONTROL = 6000, 6000, 160
+N_ZERO, N_TAIL, N_CONTROL = 6000, 5300, 190
 GENERIC = 0.2 * SPAN        # a logit rise with size on the correct choice in every band that is not knowledge (the
                            # prior, the format): about 0.02 accuracy per decade, the zero-mention band's in a cpu run
 MARGIN = 0.01               # flat_knowledge's equivalence margin (papers.yaml): accuracy per decade of parameters
@@ -195,16 +195,16 @@ def swap(rng, planted: bool):
 
 CONTROLS = [
     Control("ceilings.flat_knowledge",
-            null_world="tail accuracy (6000 questions seen once x 6 models, question noise shared across models) rising "
+            null_world="tail accuracy (5300 questions seen once x 6 models, question noise shared across models) rising "
                        "by the margin, 1 point per decade of parameters, beyond the zero-mention band (6000 questions "
                        "no model saw; every band shares a rise of ~0.02 per decade that is not knowledge), loss "
-                       "falling; positive control (160 most-seen questions) rising",
+                       "falling; positive control (190 questions seen 16+ times) rising",
             planted_effect="tail accuracy rising only as the zero band's (the models know only the corpus prior at "
                            "every size), loss falling; positive control rising",
             simulate=flat_knowledge),
     Control("ceilings.below_chance",
             null_world="in the tail every model knows only the corpus prior: it picks by the choices' mention counts "
-                       "plus noise (accuracy ~0.17, below 1/4 with frequent-value distractors; 6000 questions x 6 "
+                       "plus noise (accuracy ~0.17, below 1/4 with frequent-value distractors; 5300 questions x 6 "
                        "models); positive control rising",
             planted_effect="accuracy 0.78 of the prior-only guesser's (the paper's 19.5 % against 25 %)",
             simulate=below_chance),

@@ -274,12 +274,12 @@ def prior_guessers(questions: pd.DataFrame, texts: list[str]) -> pd.DataFrame:
     `chance` (uniform over the choices), `corpus_prior` (the choice mentioned most often in the training texts: the
     prior a language model of that corpus learns without the fact) and `answer_prior` (the choice that is most often
     the correct answer among the other questions: the majority answer, leave-one-out). Ties are split evenly."""
-    choices = [list(c) for c in questions.choices]
+    choices = questions.choices.tolist()
     width = {len(c) for c in choices}
     if len(width) != 1:
         raise ValueError(f"questions have different numbers of choices: {sorted(width)}")
     answer = questions.answer.to_numpy(int)
-    values, cell = np.unique(np.array([[str(v) for v in c] for c in choices], dtype=str), return_inverse=True)
+    values, cell = np.unique(np.array(choices, dtype=str), return_inverse=True)
     grid = cell.reshape(len(choices), -1)                   # the index of each choice's value in `values`
     counts = mention_counts(texts, values)
     mentions = np.array([counts[v] for v in values], dtype=float)[grid]
