@@ -153,3 +153,23 @@ def test_mention_counts_whole_words_only():
     texts = ["ab:cat", "cat cats", "xcat_cat", "1+2=3", "3/4 of 13", "éclat cat", " 3/4"]
     got = mention_counts(texts, ["cat", " 3", "3/4", "13", "", "dog"])
     assert got == {"cat": 4, " 3": 3, "3/4": 2, "13": 1, "": 0, "dog": 0}
+
+
+def test_each_checkpoint_on_every_core_equals_the_plain_loop(monkeypatch):
+    from caplab.science.capability import each_checkpoint, knowledge_rows
+    from caplab.substrate import data
+    from caplab.substrate.family import for_each_checkpoint, train_family
+    from caplab.substrate.models import tiny_model
+    from caplab.substrate.sweep import WORKERS_ENV
+
+    tok = tiny_model("0.1M")[1]
+    corpus = data.pack_blocks(data.zipf_language(100, vocab_size=40, seed=0), tok, 16)
+    shapes = [{"name": "a", "d_model": 16, "n_layer": 1, "n_head": 1}, {"name": "b", "d_model": 32, "n_layer": 1,
+                                                                         "n_head": 2}]
+    members = train_family(shapes, corpus, {"batch_size": 2, "lr": 3e-3, "warmup_steps": 1}, [32, 64])
+    questions = data.multiple_choice(data.facts(n_entities=20, n_attributes=6, n_mentions=40, seed=1), seed=2)
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    got = each_checkpoint(members, knowledge_rows, args={"questions": questions}, name="mc-parallel")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    want = for_each_checkpoint(members, knowledge_rows, args={"questions": questions}, name="mc-plain")
+    assert got.equals(want)
