@@ -325,6 +325,8 @@ def build_family_and_donor(family: dict, corpus, train_config: dict, checkpoints
 
     if family.get("kind") == "tiny" and donor_seed is not None:
         args = {k: v for k, v in family.items() if k != "kind"}
+        if donor_seed in (train_config.get("seed", 0), args.get("seed", 0)):
+            raise ValueError(f"the donor's seed {donor_seed} must differ from the family's")
         common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
         shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
                                    aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
