@@ -162,8 +162,36 @@ def test_recipient_is_the_largest_model_that_learned():
 
 
 def test_chain_questions_keep_their_numbers_and_cap_each_band():
-    questions = pd.DataFrame({"band": ["0"] * 10 + ["1"] * 3, "question": np.arange(13)})
+    questions = pd.DataFrame({"band": ["0"] * 10 + ["1"] * 3 + ["2-3"] * 8, "question": np.arange(21)})
     got = paper.chain_questions(questions, 4, seed=0)
-    assert got.groupby("band").size().to_dict() == {"0": 4, "1": 3}
+    assert got.groupby("band").size().to_dict() == {"1": 3, "2-3": 4}       # seen facts only
+    with pytest.raises(ValueError, match="no band of seen facts"):
+        paper.chain_questions(questions[questions.band == "0"], 4, seed=0)
     assert set(got.question) <= set(questions.question) and got.question.is_monotonic_increasing
     assert got.equals(paper.chain_questions(questions, 4, seed=0))
+
+
+def test_the_donor_trains_in_the_familys_sweep(monkeypatch, tmp_path):
+    """build_family_and_donor trains every member and the largest shape's donor (another seed) side by side; the
+    family frame is build_family's, and the swap's donor is then read from the cache, not trained again."""
+    import os
+    from pathlib import Path
+
+    from caplab.substrate import data
+    from caplab.substrate.family import build_family, family_tokenizer
+    from caplab.substrate.sweep import WORKERS_ENV
+
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    family = {"kind": "tiny", "n": 2, "min_params": 2000, "max_params": 8000, "family": "gpt_neox", "head_dim": 16,
+              "aspect": 16, "max_seq_len": 16}
+    corpus = data.pack_blocks(data.zipf_language(200, vocab_size=40, seed=0), family_tokenizer(family), 16)
+    config, checkpoints = {"batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "seed": 0}, {"first": 64, "last": 192, "n": 2}
+    members = paper.build_family_and_donor(family, corpus, config, checkpoints, donor_seed=1)
+    runs = lambda: sorted(p.name for p in (Path(os.environ["CAPLAB_CACHE"]) / "train").iterdir() if p.is_dir())
+    trained = runs()
+    assert len(trained) == 3                                  # two members and the donor
+    assert members.equals(build_family(family, corpus, config, checkpoints))
+    donor = paper.train_donor(family, corpus, config, checkpoints, 1)
+    assert runs() == trained and donor.model.tolist() == [members.model.iloc[-1] + "-seed1"]
+    with pytest.raises(ValueError, match="must differ"):
+        paper.build_family_and_donor(family, corpus, config, checkpoints, donor_seed=0)

@@ -125,3 +125,51 @@ def test_answer_only_loss_masks_arithmetic_prompts_only():
     assert text.replace(tok.decode([tok.bos_token_id]), "^") == "^ab:cd|^12+3__64|^hi there.|_______8"
     with pytest.raises(ValueError, match="one token"):
         answer_only_loss(packed, tok, marker="+=")
+
+
+def test_score_choices_equals_the_substrate_scorer():
+    """The batched knowledge scorer gives `evaluate.score_multiple_choice`'s columns and values (choices of several
+    lengths, so batches mix lengths and padding; an empty prompt starts from <bos>)."""
+    from caplab.science.capability import score_choices
+    from caplab.substrate.data import facts, multiple_choice
+    from caplab.substrate.evaluate import score_multiple_choice
+    from caplab.substrate.models import tiny_model
+
+    model, tok = tiny_model({"size": "0.1M", "seed": 3})
+    questions = multiple_choice(facts(n_entities=60, n_attributes=8, n_mentions=100, seed=1), n_choices=4,
+                                distractors="random", seed=2)
+    questions.loc[0, "prompt"] = ""
+    want = score_multiple_choice(model, tok, questions, batch_size=7)
+    got = score_choices(model, tok, questions, batch_size=16)
+    assert list(got.columns) == list(want.columns) and (got.dtypes == want.dtypes).all()
+    assert np.allclose(got.filter(like="logprob").to_numpy(), want.filter(like="logprob").to_numpy(), atol=1e-4)
+    assert got.drop(columns=list(got.filter(like="logprob"))).equals(want.drop(columns=list(want.filter(like="logprob"))))
+    with pytest.raises(ValueError, match="same number of choices"):
+        score_choices(model, tok, questions.assign(choices=[["a"]] + list(questions.choices[1:])))
+
+
+def test_mention_counts_whole_words_only():
+    from caplab.science.capability import mention_counts
+    texts = ["ab:cat", "cat cats", "xcat_cat", "1+2=3", "3/4 of 13", "éclat cat", " 3/4"]
+    got = mention_counts(texts, ["cat", " 3", "3/4", "13", "", "dog"])
+    assert got == {"cat": 4, " 3": 3, "3/4": 2, "13": 1, "": 0, "dog": 0}
+
+
+def test_each_checkpoint_on_every_core_equals_the_plain_loop(monkeypatch):
+    from caplab.science.capability import each_checkpoint, knowledge_rows
+    from caplab.substrate import data
+    from caplab.substrate.family import for_each_checkpoint, train_family
+    from caplab.substrate.models import tiny_model
+    from caplab.substrate.sweep import WORKERS_ENV
+
+    tok = tiny_model("0.1M")[1]
+    corpus = data.pack_blocks(data.zipf_language(100, vocab_size=40, seed=0), tok, 16)
+    shapes = [{"name": "a", "d_model": 16, "n_layer": 1, "n_head": 1}, {"name": "b", "d_model": 32, "n_layer": 1,
+                                                                         "n_head": 2}]
+    members = train_family(shapes, corpus, {"batch_size": 2, "lr": 3e-3, "warmup_steps": 1}, [32, 64])
+    questions = data.multiple_choice(data.facts(n_entities=20, n_attributes=6, n_mentions=40, seed=1), seed=2)
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    got = each_checkpoint(members, knowledge_rows, args={"questions": questions}, name="mc-parallel")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    want = for_each_checkpoint(members, knowledge_rows, args={"questions": questions}, name="mc-plain")
+    assert got.equals(want)

@@ -1,5 +1,5 @@
 """Controls of the downstream claims: the chain's per-question rows (every choice's log-probability at every model
-and checkpoint) simulated with 600 questions, 4 choices, 5 models x 4 checkpoints (the cpu tier asks about ~2,300
+and checkpoint) simulated with 600 questions, 4 choices, 6 models x 4 checkpoints (the cpu tier follows about 1,300
 seen-fact questions: the power measured here is a lower bound, and the false-positive rate of the interval rules does
 not grow with more questions), pushed through the notebook's functions (`capability.downstream_chain`,
 `capability.sample_correlations`, `capability.mass_covariation`, `papers.ceilings.downstream_evidence`) and the
@@ -18,8 +18,8 @@ from caplab.science import capability
 
 N_BOOT = 200
 N_Q, N_C = 600, 4
-PARAMS = np.geomspace(2e4, 3.2e5, 5)                 # the cpu tier: 5 sizes, 4 log-spaced checkpoints
-TOKENS = np.geomspace(1.5e5, 1.3e6, 4)
+PARAMS = np.array([3312, 6592, 12768, 38176, 84912, 150080])   # the cpu tier: 6 sizes, 4 log-spaced checkpoints
+TOKENS = np.geomspace(1.5e5, 1.8e6, 4)
 LOG_COMPUTE = np.log10(6 * np.repeat(PARAMS, len(TOKENS)) * np.tile(TOKENS, len(PARAMS)))
 Z = (LOG_COMPUTE - LOG_COMPUTE.mean()) / LOG_COMPUTE.std()
 N_P = len(Z)

@@ -113,26 +113,32 @@ def band_questions(questions: pd.DataFrame, mentions: np.ndarray, edges: list[in
 
 
 def chain_questions(questions: pd.DataFrame, per_band: int, seed: int) -> pd.DataFrame:
-    """The questions the downstream chain follows over every checkpoint: at most `per_band` of each band's (drawn
-    at random without replacement, the rest of the band kept for the last checkpoint's knowledge evidence), their
-    `question` numbers unchanged."""
+    """The questions the downstream chain follows over every checkpoint: at most `per_band` of each band of facts the
+    models saw (drawn at random without replacement, the rest of the band kept for the last checkpoint's knowledge
+    evidence; the zero-mention band is left out: the chain is read on seen facts), their `question` numbers
+    unchanged."""
     rng = np.random.default_rng(seed + 1)
     picked = [np.sort(rng.choice(rows.index.to_numpy(), min(per_band, len(rows)), replace=False))
-              for _, rows in questions.groupby("band", sort=False)]
+              for band, rows in questions.groupby("band", sort=False) if band != "0"]
+    if not picked:
+        raise ValueError("no band of seen facts to follow over the checkpoints")
     return questions.loc[np.sort(np.concatenate(picked))]
 
 
 def random_distractor_questions(knowledge_task: dict, questions: pd.DataFrame) -> pd.DataFrame:
     """The random-distractor control: the zero-mention band's facts asked again with uniformly drawn distractors
-    (same entities, same spec otherwise); empty where there is no zero-mention band (a hub benchmark)."""
-    from caplab.substrate.tasks import load_questions
+    (same entities, same fact set, `data.multiple_choice` with distractors "random"); empty where there is no
+    zero-mention band (a hub benchmark)."""
+    from caplab.substrate import data
 
     unseen = questions[questions.band == "0"]
     if unseen.empty or "entity" not in questions:
         return questions.iloc[:0].copy()
-    spec = {**knowledge_task, "distractors": "random"}
-    every = load_questions(spec).set_index("entity")
-    out = every.loc[unseen.entity].reset_index()
+    if knowledge_task.get("kind") != "fact_questions_mc":
+        raise ValueError(f"random distractors need fact questions, got kind {knowledge_task.get('kind')!r}")
+    args = {k: v for k, v in knowledge_task.items() if k not in ("kind", "tail", "n_choices", "distractors")}
+    out = data.multiple_choice(data.facts(**args), n_choices=knowledge_task.get("n_choices", 4),
+                               entities=unseen.entity.tolist(), distractors="random", seed=args.get("seed", 0))
     return out.assign(mentions=unseen.mentions.to_numpy(), band="0", question=np.arange(len(out)))
 
 
@@ -305,6 +311,31 @@ def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, see
     shape = {**shape, "seed": seed, "name": f"{shape['name']}-seed{seed}"}
     last = log_spaced_tokens(**checkpoints)[-1]
     return train_family([shape], corpus, {**train_config, "seed": seed}, [last])
+
+
+def build_family_and_donor(family: dict, corpus, train_config: dict, checkpoints: dict,
+                           donor_seed: int | None) -> pd.DataFrame:
+    """`family.build_family`, with a tiny family's likely swap donor (its largest shape from `donor_seed`,
+    `train_donor`) trained in the same sweep (`sweep.parallel`: every run side by side on the cores, the costliest
+    first), so that the swap later reads it from the cache. The recipient is still chosen after the family is
+    evaluated (`learned_recipient`): where it is not the largest shape, `swap_pair` trains that shape's donor then.
+    A hub family, or `donor_seed` None: `build_family` alone."""
+    from caplab.substrate.family import build_family, log_spaced_shapes, log_spaced_tokens, train_family
+    from caplab.substrate.sweep import parallel
+
+    if family.get("kind") == "tiny" and donor_seed is not None:
+        args = {k: v for k, v in family.items() if k != "kind"}
+        if donor_seed in (train_config.get("seed", 0), args.get("seed", 0)):
+            raise ValueError(f"the donor's seed {donor_seed} must differ from the family's")
+        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
+        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+        targets = log_spaced_tokens(**checkpoints)
+        runs = [lambda s=s: train_family([s], corpus, train_config, targets) for s in shapes]
+        runs.append(lambda: train_donor(family, corpus, train_config, checkpoints, donor_seed))
+        sizes = [float(i) for i in range(len(shapes))] + [len(shapes) - 0.5]     # shapes grow; the donor is the last
+        parallel(runs, costs=sizes)
+    return build_family(family, corpus, train_config, checkpoints)
 
 
 def learned_recipient(members: pd.DataFrame, exact_match: pd.Series, bar: float) -> str:

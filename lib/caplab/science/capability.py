@@ -18,21 +18,106 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from caplab.stats.regression import slope
-from caplab.substrate.data import TokenDataset
-from caplab.substrate.evaluate import example_losses, greedy_exact_match, mean_loss, score_multiple_choice
+from caplab.substrate.data import TokenDataset, encode_pair
+from caplab.substrate.evaluate import example_losses, greedy_exact_match, mean_loss
+from caplab.substrate.models import inference_autocast
 
 CHAIN = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
 MASS = ("p_vocab_incorrect", "log_odds_incorrect")      # the incorrect choices' mass, absolute and relative
 METHODS = ("pearson", "spearman", "kendall")           # the per-sample correlations of `sample_correlations`
 
 
-def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size: int = 32) -> list[dict]:
+def knowledge_rows(model, tokenizer, row, *, questions: pd.DataFrame, batch_size: int = 512) -> list[dict]:
     """One dict per question: question number (the questions' `question` column, else the row's position), every
     choice's log-probability, the answer, correct."""
-    scored = score_multiple_choice(model, tokenizer, questions, batch_size)
+    scored = score_choices(model, tokenizer, questions, batch_size)
     scored.insert(0, "question", questions["question"].to_numpy() if "question" in questions
                   else np.arange(len(scored)))
     return scored.drop(columns=[c for c in scored.columns if c.startswith("n_tokens_")]).to_dict("records")
+
+
+def _encode_pairs(tokenizer, prompts: list[str], continuations: list[str]) -> list[tuple[list[int], list[int]]]:
+    """`data.encode_pair` of every (prompt, continuation), the prompts and the whole texts tokenized in two batched
+    calls (the pairs whose whole text does not start with the prompt's ids fall back to `encode_pair` itself); an
+    empty context becomes <bos> (or <eos>), as `evaluate.score_multiple_choice` does."""
+    contexts = tokenizer(list(prompts)).input_ids
+    wholes = tokenizer([p + c for p, c in zip(prompts, continuations)]).input_ids
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    out = []
+    for prompt, cont, context, whole in zip(prompts, continuations, contexts, wholes):
+        if whole[:len(context)] == context and len(whole) > len(context):
+            context, tail = context, whole[len(context):]
+        else:
+            context, tail = encode_pair(tokenizer, prompt, cont)
+        if not tail:
+            raise ValueError(f"choice {cont!r} has no tokens")
+        out.append((context or [start], tail))
+    return out
+
+
+@torch.no_grad()
+def score_choices(model, tokenizer, questions: pd.DataFrame, batch_size: int = 512) -> pd.DataFrame:
+    """`evaluate.score_multiple_choice` (the same columns and values: each choice's summed log-probability given
+    the prompt, its token count, the argmax, and with answers `answer`, `correct`, `logprob_answer`), faster: the
+    pairs tokenized in batch, run in batches of similar length, the choices' tokens gathered in one operation per
+    batch rather than per pair."""
+    missing = {"prompt", "choices"} - set(questions.columns)
+    if missing:
+        raise ValueError(f"questions lack columns {sorted(missing)}")
+    n_choices = {len(c) for c in questions.choices}
+    if len(n_choices) != 1:
+        raise ValueError(f"every question needs the same number of choices, got {sorted(n_choices)}")
+    k = n_choices.pop()
+    prompts = [p for p, cs in zip(questions.prompt, questions.choices) for _ in cs]
+    encoded = _encode_pairs(tokenizer, prompts, [c for cs in questions.choices for c in cs])
+    lengths = np.array([len(c) + len(t) for c, t in encoded])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.eval()
+    device = next(iter(model.parameters())).device
+    logprob, count = np.zeros(len(encoded)), np.array([len(t) for _, t in encoded])
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = int(lengths[rows].max())
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        scored = np.zeros((len(rows), width), dtype=bool)          # positions whose next token is a choice's
+        for i, r in enumerate(rows):
+            context, tail = encoded[r]
+            ids[i, :len(context) + len(tail)] = context + tail
+            scored[i, len(context) - 1:len(context) + len(tail) - 1] = True
+        ids_t = torch.from_numpy(ids).to(device)
+        mask = torch.from_numpy(np.arange(width)[None] < lengths[rows][:, None]).long().to(device)
+        with inference_autocast(model):
+            logits = model(input_ids=ids_t, attention_mask=mask).logits
+        logp = logits.float().log_softmax(-1)[:, :-1].gather(-1, ids_t[:, 1:, None])[..., 0]
+        logprob[rows] = torch.where(torch.from_numpy(scored[:, :-1]), logp.cpu(), 0.0).sum(1).double().numpy()
+    scores = logprob.reshape(-1, k)
+    frame = pd.DataFrame({f"logprob_{j}": scores[:, j] for j in range(k)}, index=questions.index)
+    for j in range(k):
+        frame[f"n_tokens_{j}"] = count.reshape(-1, k)[:, j]
+    frame["pred"] = scores.argmax(1)
+    if "answer" in questions.columns:
+        answer = questions.answer.to_numpy().astype(int)
+        frame["answer"] = answer
+        frame["correct"] = frame.pred.to_numpy() == answer
+        frame["logprob_answer"] = scores[np.arange(len(answer)), answer]
+    return frame
+
+
+def each_checkpoint(frame: pd.DataFrame, fn, *, args: dict, name: str) -> pd.DataFrame:
+    """`family.for_each_checkpoint(frame, fn, args=args, name=name)`, its rows spread over the cores
+    (`sweep.parallel`: each row's result is its own cached entry, computed in a forked single-thread process and
+    read back in order; the largest models first). The same frame as the plain call."""
+    from caplab.substrate.family import for_each_checkpoint
+    from caplab.substrate.sweep import parallel
+
+    if frame.empty:
+        return for_each_checkpoint(frame, fn, args=args, name=name)
+    rows = [frame.iloc[[i]] for i in range(len(frame))]
+    costs = (frame.params_non_embedding.to_numpy(float) if "params_non_embedding" in frame
+             else np.ones(len(frame))).tolist()
+    parts = parallel([lambda r=r: for_each_checkpoint(r, fn, args=args, name=name) for r in rows], costs=costs)
+    return pd.concat(parts, ignore_index=True)
 
 
 def skill_summary(model, tokenizer, row, *, corpus: TokenDataset, batch_size: int = 64) -> dict:
@@ -158,13 +243,23 @@ def mention_band(counts, edges: list[int]) -> np.ndarray:
 
 # -- no-skill references recorded in the same run -------------------------------------------------------------------
 def mention_counts(texts: list[str], values) -> dict[str, int]:
-    """How often each value occurs in the training texts as a whole word (not inside a longer word or number)."""
+    """How often each value occurs in the training texts as a whole word (not inside a longer word or number).
+    A value that is one run of letters and digits is counted among the texts' maximal such runs (one pass over the
+    texts); any other value by a regular expression with the same boundaries."""
     import re
+    from collections import Counter
     joined = "\n".join(texts)
+    runs: Counter | None = None
     out = {}
     for value in dict.fromkeys(str(v) for v in values):
         word = value.strip()
-        out[value] = len(re.findall(r"(?<![0-9A-Za-z])" + re.escape(word) + r"(?![0-9A-Za-z])", joined)) if word else 0
+        if not word:
+            out[value] = 0
+        elif re.fullmatch(r"[0-9A-Za-z]+", word):
+            runs = Counter(re.findall(r"[0-9A-Za-z]+", joined)) if runs is None else runs
+            out[value] = runs[word]
+        else:
+            out[value] = len(re.findall(r"(?<![0-9A-Za-z])" + re.escape(word) + r"(?![0-9A-Za-z])", joined))
     return out
 
 
@@ -179,12 +274,12 @@ def prior_guessers(questions: pd.DataFrame, texts: list[str]) -> pd.DataFrame:
     `chance` (uniform over the choices), `corpus_prior` (the choice mentioned most often in the training texts: the
     prior a language model of that corpus learns without the fact) and `answer_prior` (the choice that is most often
     the correct answer among the other questions: the majority answer, leave-one-out). Ties are split evenly."""
-    choices = [list(c) for c in questions.choices]
+    choices = questions.choices.tolist()
     width = {len(c) for c in choices}
     if len(width) != 1:
         raise ValueError(f"questions have different numbers of choices: {sorted(width)}")
     answer = questions.answer.to_numpy(int)
-    values, cell = np.unique(np.array([[str(v) for v in c] for c in choices], dtype=str), return_inverse=True)
+    values, cell = np.unique(np.array(choices, dtype=str), return_inverse=True)
     grid = cell.reshape(len(choices), -1)                   # the index of each choice's value in `values`
     counts = mention_counts(texts, values)
     mentions = np.array([counts[v] for v in values], dtype=float)[grid]
