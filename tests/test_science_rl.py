@@ -153,3 +153,29 @@ def test_learning_and_r2_references():
     assert drops.lo["a"] > 0 and drops.error_drop["b"] == 0
     ev = rl_fits.learning_evidence(finals, n_boot=200)
     assert ev["rl_error_drop_min"][0] == 0
+
+
+def test_leakage_counts_test_questions_seen_in_training():
+    test = chains.problems(30, n_ops=(2, 3), seed=2)
+    clean = rl_fits.pretraining_texts({"kind": "chain_worked", "n_lines": 3000, "n_forms": 4, "seed": 5}, test.prompt)
+    leaky = chains.worked_corpus(3000, n_forms=4, seed=5) + [chains.worked_text(q, form=1) for q in test.question[:3]]
+    assert rl_fits.leakage_evidence(test.prompt, clean, sft=test.prompt[5:])["test_questions_in_pretraining"] == 0
+    found = rl_fits.leakage_evidence(test.prompt, leaky, sft=test.prompt[5:])
+    assert found["test_questions_in_pretraining"] >= 3 and found["test_questions_in_sft"] == 25
+    assert rl_fits.leakage_evidence(["Question: how many apples?\nAnswer:"], leaky) == {}
+
+
+def test_problem_space_is_the_number_of_distinct_questions():
+    for wrap in (False, True):
+        spec = {"kind": "chain_problems", "n_ops": [1, 2], "modulus": 3, "wrap": wrap}
+        space = rl_fits.problem_space(spec)
+        assert len(chains.problems(space, n_ops=(1, 2), modulus=3, wrap=wrap)) == space
+    assert rl_fits.problem_space({"kind": "chain_problems", "n_ops": [2, 3]}) == 14520
+
+
+def test_warm_settings_one_per_size():
+    per_size = rl_fits.warm_settings({"lr": 3e-3, "fixed_steps": 225}, [225, 140], 2)
+    assert [s.fixed_steps for s in per_size] == [225, 140] and per_size[0].lr == 3e-3
+    assert [s.fixed_steps for s in rl_fits.warm_settings({"fixed_steps": 9}, [], 3)] == [9, 9, 9]
+    with pytest.raises(ValueError, match="one entry per model"):
+        rl_fits.warm_settings({}, [1, 2], 3)

@@ -13,17 +13,21 @@ compute and prompts_seen. Steps:
 - `aic_margin`: how far the best k(N) law is ahead of the runner-up;
 - `start_evidence`: where RL starts (held-out pass@1 at step 0, TRL's share of rollout groups with zero reward
   variance at the first generation) and the evaluation's standard error;
-- `reuse_evidence`: RL's gain at tau = 1 and the share of it lost at tau = 25 and tau = 100.
+- `reuse_evidence`: RL's gain at tau = 1 and the share of it lost at tau = 25 and tau = 100;
+- `leakage_evidence`: how many held-out questions the pre-training text and the SFT / RL pools hold (the design
+  says none; counted, not assumed), and `problem_space`, how many distinct questions the task can ask.
 Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are excluded, and counted.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pandas as pd
 
 from caplab.papers import _types as T
+from caplab.papers.budget import pretraining_texts  # noqa: F401  (shared with budget: worked chains minus the test)
 from caplab.params import Tier
 from caplab.science import rl
 from caplab.stats import laws
@@ -46,6 +50,7 @@ class Params:
     pretrain: T.OptionalTrain        # TrainConfig of the pre-training; {} for pretrained models
     warm_task: T.OptionalTask        # SFT examples that teach the answer format before RL; {} for none
     warm_sft: T.SFT                  # SFTSettings of that warm-up
+    warm_steps: list[int]            # per size, the warm-up's optimizer steps (overriding warm_sft's); [] for none
     rl_task: T.Task                  # RL prompts (with verifiable answers)
     test_task: T.Task                # held-out prompts for pass@1
     grpo: T.GRPO
@@ -56,6 +61,21 @@ class Params:
     n_boot: T.Count
     seed: int
     tier: Tier = "cpu"
+
+
+def warm_settings(warm_sft: dict, warm_steps, n_models: int, seed: int = 0) -> list:
+    """Each size's SFT warm-up settings: `warm_sft` with `fixed_steps` = that size's entry of `warm_steps` (one per
+    model; a bigger model forms the skill in fewer steps, and RL needs a solid start, issue 15's pilots), or
+    `warm_sft` as it is for every size when `warm_steps` is empty."""
+    from caplab.science.posttrain import SFTSettings
+
+    if warm_steps and len(warm_steps) != n_models:
+        raise ValueError(f"warm_steps needs one entry per model ({n_models}), got {list(warm_steps)}")
+    if any(int(s) < 1 for s in warm_steps):
+        raise ValueError(f"warm_steps must be >= 1, got {list(warm_steps)}")
+    steps = list(warm_steps) or [None] * n_models
+    return [SFTSettings.from_dict({"seed": seed, **warm_sft, **({"fixed_steps": int(s)} if s else {})})
+            for s in steps]
 
 
 def usable(curves: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -331,9 +351,11 @@ def reuse_sweep(start, pool: pd.DataFrame, test: pd.DataFrame, grpo: dict, *, st
                 prompts_per_update: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The data-reuse sweep: for each reuse factor tau a fixed total of prompts (`steps` x `prompts_per_update`)
     drawn from the first total / tau prompts of `pool`, GRPO from `start` per seed, evaluated before and at the
-    end. Returns (plan, curves, finals) with `tau` and `seed` columns."""
+    end (and at the run's own log-spaced `eval_steps` up to `steps`, where it has them: then the tau = 1 run is the
+    same run as a curve's that draws each prompt once, and comes from the cache). Returns (plan, curves, finals)
+    with `tau` and `seed` columns."""
     plan = reuse_plan(steps * prompts_per_update, taus)
-    grpo = {**grpo, "eval_steps": [steps]}          # only the start and the end are read
+    grpo = {**grpo, "eval_steps": sorted({s for s in grpo.get("eval_steps", ()) if s <= steps} | {steps})}
     curves, finals = [], []
     for row in plan.itertuples():
         for s in seeds:
@@ -343,3 +365,40 @@ def reuse_sweep(start, pool: pd.DataFrame, test: pd.DataFrame, grpo: dict, *, st
             curves.append(run.curve.assign(tau=row.tau, seed=s))
             finals.append(run.final.assign(tau=row.tau, seed=s))
     return plan, pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True)
+
+
+_QUESTION = re.compile(r"\d+(?:[+-]\d+)+")
+
+
+def questions_in(texts) -> set[str]:
+    """The chain questions ("4+7-2") that texts ask or work: the first chain of digits and signs of each text (every
+    worked form and every "Question: ..." prompt starts with its question)."""
+    found = (_QUESTION.search(t) for t in texts)
+    return {m.group(0) for m in found if m}
+
+
+def leakage_evidence(test_prompts, pretraining=None, **pools) -> dict:
+    """How many held-out questions leak into training: `test_questions_in_pretraining` (questions of the
+    pre-training texts `pretraining`, when given) and `test_questions_in_<name>` for each pool of prompts (SFT, RL).
+    Empty for prompts that are not chain questions (the gpu tier's GSM8K: its split is the dataset's own)."""
+    held = questions_in(test_prompts)
+    if not held:
+        return {}
+    out = {}
+    if pretraining is not None:
+        out["test_questions_in_pretraining"] = len(held & questions_in(pretraining))
+    for name, prompts in pools.items():
+        out[f"test_questions_in_{name}"] = len(held & questions_in(prompts))
+    return out
+
+
+def problem_space(task: dict) -> int | None:
+    """How many distinct questions a `chain_problems` task can ask: m (m+1)^k with k operations when results stay in
+    0..m-1 (each step has m + 1 operations whatever the running value), m (2m)^k when they wrap; summed over the
+    task's operation counts. None for other kinds."""
+    if task.get("kind") != "chain_problems":
+        return None
+    m, wrap = int(task.get("modulus", 10)), bool(task.get("wrap", False))
+    ops = task.get("n_ops", (1, 3))
+    lo, hi = (ops, ops) if isinstance(ops, int) else ops
+    return int(sum(m * ((2 * m) if wrap else (m + 1)) ** k for k in range(lo, hi + 1)))
