@@ -132,20 +132,43 @@ def relative_aic(per_setting: pd.DataFrame, law: str = "Shannon", baselines=BASE
     return out
 
 
-def d_term_test(in_sample: pd.DataFrame, full: str = "Shannon", nested: str = WITHOUT_D,
-                level: float = 0.05) -> pd.DataFrame:
-    """Per setting, the likelihood-ratio test of the d D^delta term: the Shannon law against the same law without
-    that term (d = 0, two parameters fewer) fitted on the same rows, LR = n ln(RSS_nested / RSS_full) (AIC
-    difference plus 2 x the parameter difference), p from chi^2 with 2 degrees of freedom; `identified` where p <
-    `level` (only there does the data say anything about delta)."""
+def fitted_aic(draws: pd.DataFrame, frame: pd.DataFrame, law: str = "Shannon", fixed=("b",)) -> pd.DataFrame:
+    """Per setting, the AIC of the fit in `caplab.science.law_fits.bootstrap_groups`' draws (replicate -1) on the
+    setting's rows of `frame` (log residuals, k = the law's parameters less `fixed`): the in-sample row the
+    likelihood-ratio test needs, without fitting the law a second time."""
+    from caplab.stats import laws
+    from caplab.stats.fitting import information_criteria
+    chosen = laws.LAWS[law]
+    k = len(chosen.param_names) - len(fixed)
+    rows = []
+    for _, fit in draws[draws.replicate == -1].iterrows():
+        part = frame[frame.setting == fit.setting]
+        x = {name: part[column].to_numpy(float) for name, column in INPUTS.items()}
+        residual = np.log(part.loss.to_numpy(float)) - np.log(chosen.predict({p: fit[p] for p in chosen.param_names}, x))
+        rows.append({"setting": fit.setting, "law": law, "k": k, "n": len(part),
+                     "aic": information_criteria(residual, k)[0]})
+    return pd.DataFrame(rows)
+
+
+def nested_test(in_sample: pd.DataFrame, nested: str, full: str = "Shannon") -> pd.DataFrame:
+    """Per setting, the likelihood-ratio test of `full` against `nested` fitted on the same rows: LR = n ln(RSS_nested
+    / RSS_full) (the AIC difference plus 2 x the parameter difference), p from chi^2 with that many degrees of
+    freedom."""
     from scipy import stats as st
     aic = in_sample.pivot(index="setting", columns="law", values="aic")
     k = in_sample.pivot(index="setting", columns="law", values="k")
     df = (k[full] - k[nested]).astype(float)
     lr = (aic[nested] - aic[full] + 2 * df).clip(lower=0.0)
-    out = pd.DataFrame({"lr": lr, "df": df, "p_value": st.chi2.sf(lr, df)})
+    return pd.DataFrame({"lr": lr, "df": df, "p_value": st.chi2.sf(lr, df)}).rename_axis("setting").reset_index()
+
+
+def d_term_test(in_sample: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per setting, the likelihood-ratio test of the d D^delta term: the Shannon law against the same law without
+    it (`WITHOUT_D`, d = 0: two parameters fewer) on the same rows; `identified` where p < `level` (only there
+    does the data say anything about delta)."""
+    out = nested_test(in_sample, WITHOUT_D)
     out["identified"] = out.p_value < level
-    return out.rename_axis("setting").reset_index()
+    return out
 
 
 def exponents(fits: dict) -> pd.DataFrame:
