@@ -118,11 +118,12 @@ def u_shape(rng, planted: bool):
 # the best classical and perturbation-aware baselines, Chinchilla and Chinchilla + perturbation term (per setting
 # its form contains QiD's and Precision's; Kaplan is left out: fewer baselines only make Shannon's win easier).
 FIT_LAWS = ["Shannon", "Chinchilla", "Chinchilla + perturbation term"]
-FIT_OPTIONS = {"Shannon": {"fixed": {"b": 1.0}}, "Chinchilla + perturbation term": exp.AWARE["Chinchilla + perturbation term"],
+FIT_OPTIONS = {"Shannon": {"fixed": {"b": 1.0}},
+               "Chinchilla + perturbation term": exp.AWARE["Chinchilla + perturbation term"],
                exp.WITHOUT_D: {"fixed": {"b": 1.0}}}
 FIT = dict(delta=1e-3, warn=False)
 EXTRAPOLATION_CHECKPOINT = 6          # the cpu tier's: 3 smaller models x 7 checkpoints fitted, 3 held out
-FIT_BOOTSTRAP = 4                     # the exponent control's warm-started refits per fit (the notebook's cpu tier: 8)
+FIT_BOOTSTRAP = 8                     # the exponent control's warm-started refits per fit, as the notebook's cpu tier
 NESTED = [exp.WITHOUT_D]
 # perturbed settings of the fit world: the null's perturbation follows a perturbation-aware baseline (Chinchilla,
 # E + 0.1 plus a term growing as D^0.5: 0.08 nats at the last checkpoint); the planted one a Shannon law whose d
@@ -298,9 +299,9 @@ CONTROLS = [
             simulate=quantization),
     Control("shannon.exponents",
             null_world="clean Shannon law; the perturbed setting's d D^delta term has delta = beta = 0.5 (it saturates "
-                       "the signal, no U-shape), 4 sizes x 10 checkpoints, every law warm-started from its population "
-                       "optimum",
+                       "the signal, no U-shape), 4 sizes x 10 checkpoints, 8 refits per fit, every law warm-started "
+                       "from its population optimum",
             planted_effect="the perturbed setting's d D^delta term has delta 0.8 > beta 0.5",
-            simulate=exponent_world, null_draws=10, planted_draws=5,
-            slow="fits the Shannon law, its 4 refits and the law without its d-term per setting in every draw: capped"),
+            simulate=exponent_world, null_draws=20, planted_draws=5,
+            slow="fits the Shannon law, its 8 refits and the law without its d-term per setting in every draw: capped"),
 ]

@@ -144,7 +144,8 @@ def fitted_aic(draws: pd.DataFrame, frame: pd.DataFrame, law: str = "Shannon", f
     for _, fit in draws[draws.replicate == -1].iterrows():
         part = frame[frame.setting == fit.setting]
         x = {name: part[column].to_numpy(float) for name, column in INPUTS.items()}
-        residual = np.log(part.loss.to_numpy(float)) - np.log(chosen.predict({p: fit[p] for p in chosen.param_names}, x))
+        predicted = chosen.predict({p: fit[p] for p in chosen.param_names}, x)
+        residual = np.log(part.loss.to_numpy(float)) - np.log(predicted)
         rows.append({"setting": fit.setting, "law": law, "k": k, "n": len(part),
                      "aic": information_criteria(residual, k)[0]})
     return pd.DataFrame(rows)
