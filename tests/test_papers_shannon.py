@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from caplab.papers import shannon as exp
+from caplab.science import law_fits
 from caplab.stats import laws
 from caplab.stats.fit_compare import compare_grouped
 
@@ -160,3 +161,53 @@ def test_a_hub_family_evaluates_on_the_whole_corpus_and_too_few_blocks_is_an_err
     assert len(exp.evaluation_blocks(held, tok, 16, 20)) == 20
     with pytest.raises(ValueError, match="fewer than eval_blocks = 500"):
         exp.evaluation_blocks(held, tok, 16, 500)
+
+
+def test_d_term_test_identifies_a_term_that_matters_and_the_evidence_judges_only_there():
+    grid_n, grid_d = np.meshgrid(np.geomspace(1.3e4, 1e5, 4), np.geomspace(5e4, 1.2e6, 10), indexing="ij")
+    base = dict(a=0.012, b=1.0, c=1e-6, e=1.0, alpha=0.15, beta=0.5, gamma=0.3, delta=0.8)
+    rng = np.random.default_rng(0)
+    frames = []
+    for setting, d in (("none", 1e-9), ("noise 1", 1e-4)):
+        x = {"N": grid_n.ravel(), "D": grid_d.ravel()}
+        loss = laws.SHANNON.predict({**base, "d": d}, x) * (1 + 0.004 * rng.normal(size=grid_n.size))
+        frames.append(pd.DataFrame({"setting": setting, "params_non_embedding": x["N"], "tokens": x["D"],
+                                    "loss": loss}))
+    frame = pd.concat(frames, ignore_index=True)
+    start = {k: v for k, v in base.items() if k != "b"}
+    options = {"Shannon": {"fixed": {"b": 1.0}, "starts": [{**start, "d": 1e-5}]},
+               exp.WITHOUT_D: {"fixed": {"b": 1.0}, "starts": [{k: v for k, v in start.items() if k != "delta"}]}}
+    table = law_fits.compare_groups(frame, ["Shannon", exp.WITHOUT_D], by=["setting"], inputs=exp.INPUTS,
+                                    options=options, cache=False, delta=1e-3, warn=False)[0]
+    test = exp.d_term_test(table).set_index("setting")
+    assert bool(test.loc["noise 1", "identified"]) and not bool(test.loc["none", "identified"])
+    # the notebook reads Shannon's in-sample AIC off its bootstrap draws' fit instead of fitting it twice
+    draws = law_fits.bootstrap_groups(frame, "Shannon", by="setting", inputs=exp.INPUTS, n=0, cache=False, delta=1e-3,
+                                      warn=False, **options["Shannon"])
+    aic = exp.fitted_aic(draws, frame).set_index("setting").aic
+    shannon = table[table.law == "Shannon"].set_index("setting").aic
+    assert np.allclose(aic.loc[shannon.index], shannon, atol=1e-6)
+    assert (test.df == 2).all()
+    # the judged readings use only the identified settings
+    rows = []
+    for setting, delta in (("none", 0.5), ("noise 1", 0.9), ("noise 2", 0.1)):
+        for r in range(-1, 4):
+            rows.append({"setting": setting, "replicate": r, **base, "d": 1e-4, "delta": delta + 0.01 * max(r, 0),
+                         "r2": 0.99 if r < 0 else np.nan, "converged": True if r < 0 else np.nan})
+    points = pd.DataFrame({"setting": ["none", "noise 1", "noise 2"], "params_non_embedding": [1e5] * 3,
+                           "tokens": [1e6] * 3})
+    d_test = pd.DataFrame({"setting": ["none", "noise 1", "noise 2"], "lr": [0.1, 30.0, 0.2], "df": 2,
+                           "p_value": [0.9, 1e-6, 0.9], "identified": [False, True, False]})
+    ev, table = exp.exponent_evidence(pd.DataFrame(rows), points, d_test)
+    assert ev["d_term_identified_settings"] == 1
+    assert ev["shannon_delta_minus_beta"][0] == pytest.approx(0.4)
+    ev_all, _ = exp.exponent_evidence(pd.DataFrame(rows), points)
+    assert ev_all["d_term_identified_settings"] == 0 and ev_all["shannon_delta_minus_beta"][0] == pytest.approx(0.0)
+
+
+def test_relative_aic_is_each_laws_aic_minus_its_clean_aic():
+    table = pd.DataFrame({"setting": ["none"] * 3 + ["noise 1"] * 3, "law": ["Shannon", "Kaplan", "Chinchilla"] * 2,
+                          "aic": [-10.0, -8.0, -12.0, -30.0, -15.0, -20.0]})
+    rel = exp.relative_aic(table, baselines=("Kaplan", "Chinchilla"))
+    assert rel.loc["noise 1", "Shannon"] == -20.0 and rel.loc["none"].abs().sum() == 0
+    assert rel.loc["noise 1", "Shannon_advantage_minus_clean"] == pytest.approx((-30 + 20) - (-10 + 12))

@@ -18,6 +18,17 @@ from caplab.papers import _types as T
 from caplab.params import Tier
 
 INPUTS = {"N": "params_non_embedding", "D": "tokens"}
+CLASSICAL = ("Kaplan", "Chinchilla")
+# The perturbation-aware laws, fitted per setting on the same rows as the Shannon law: within one setting the
+# perturbation's strength (bits P, noise sigma X) is a constant, so its exponent is not identified and is held
+# (P = X = 1, the `unit` column): QiD's term is then k D^beta_q / N^alpha_q, Precision's C_T e^-1 D^gamma_D /
+# N^gamma_N (the same form: per setting the two laws coincide) and the generic term d N^a D^b (signed exponents)
+AWARE = {"QiD (Chinchilla + QiD)": {"fixed": {"gamma_q": 0.0}},
+         "Precision (Chinchilla + PTQ)": {"fixed": {"gamma_post": 1.0}},
+         "Chinchilla + perturbation term": {"fixed": {"g": 0.0}}}
+INPUTS_AWARE = {**INPUTS, "P": "unit", "X": "unit"}
+BASELINES = (*CLASSICAL, *AWARE)
+WITHOUT_D = "Shannon without d D^delta"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +108,68 @@ def extrapolation_protocol(losses: pd.DataFrame, checkpoint: int) -> tuple[pd.Da
     return rows.assign(fit_row=rows.params_non_embedding < largest), largest
 
 
-def aic_gap(per_setting: pd.DataFrame, law: str = "Shannon", baselines=("Kaplan", "Chinchilla")) -> pd.Series:
+def aic_gap(per_setting: pd.DataFrame, law: str = "Shannon", baselines=BASELINES) -> pd.Series:
     """Per perturbed setting, AIC(law) minus the best baseline's AIC (negative: `law` fits better)."""
     aic = per_setting.pivot(index="setting", columns="law", values="aic")
     perturbed = [s for s in aic.index if s != "none"]
     return (aic[law] - aic[list(baselines)].min(axis=1)).loc[perturbed]
+
+
+def with_unit(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the constant `unit` column the aware laws read as their perturbation strength (INPUTS_AWARE)."""
+    return frame.assign(unit=1.0)
+
+
+def relative_aic(per_setting: pd.DataFrame, law: str = "Shannon", baselines=BASELINES) -> pd.DataFrame:
+    """Per setting, each law's AIC minus its own clean AIC, and `law`'s advantage over the best baseline minus that
+    advantage on the clean setting (negative: the advantage is specific to perturbation)."""
+    aic = per_setting.pivot(index="setting", columns="law", values="aic")
+    if "none" not in aic.index:
+        raise ValueError("relative_aic needs the clean setting 'none'")
+    out = aic.sub(aic.loc["none"], axis=1)
+    gap = aic[law] - aic[[b for b in baselines if b in aic]].min(axis=1)
+    out[f"{law}_advantage_minus_clean"] = gap - gap.loc["none"]
+    return out
+
+
+def fitted_aic(draws: pd.DataFrame, frame: pd.DataFrame, law: str = "Shannon", fixed=("b",)) -> pd.DataFrame:
+    """Per setting, the AIC of the fit in `caplab.science.law_fits.bootstrap_groups`' draws (replicate -1) on the
+    setting's rows of `frame` (log residuals, k = the law's parameters less `fixed`): the in-sample row the
+    likelihood-ratio test needs, without fitting the law a second time."""
+    from caplab.stats import laws
+    from caplab.stats.fitting import information_criteria
+    chosen = laws.LAWS[law]
+    k = len(chosen.param_names) - len(fixed)
+    rows = []
+    for _, fit in draws[draws.replicate == -1].iterrows():
+        part = frame[frame.setting == fit.setting]
+        x = {name: part[column].to_numpy(float) for name, column in INPUTS.items()}
+        predicted = chosen.predict({p: fit[p] for p in chosen.param_names}, x)
+        residual = np.log(part.loss.to_numpy(float)) - np.log(predicted)
+        rows.append({"setting": fit.setting, "law": law, "k": k, "n": len(part),
+                     "aic": information_criteria(residual, k)[0]})
+    return pd.DataFrame(rows)
+
+
+def nested_test(in_sample: pd.DataFrame, nested: str, full: str = "Shannon") -> pd.DataFrame:
+    """Per setting, the likelihood-ratio test of `full` against `nested` fitted on the same rows: LR = n ln(RSS_nested
+    / RSS_full) (the AIC difference plus 2 x the parameter difference), p from chi^2 with that many degrees of
+    freedom."""
+    from scipy import stats as st
+    aic = in_sample.pivot(index="setting", columns="law", values="aic")
+    k = in_sample.pivot(index="setting", columns="law", values="k")
+    df = (k[full] - k[nested]).astype(float)
+    lr = (aic[nested] - aic[full] + 2 * df).clip(lower=0.0)
+    return pd.DataFrame({"lr": lr, "df": df, "p_value": st.chi2.sf(lr, df)}).rename_axis("setting").reset_index()
+
+
+def d_term_test(in_sample: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per setting, the likelihood-ratio test of the d D^delta term: the Shannon law against the same law without
+    it (`WITHOUT_D`, d = 0: two parameters fewer) on the same rows; `identified` where p < `level` (only there
+    does the data say anything about delta)."""
+    out = nested_test(in_sample, WITHOUT_D)
+    out["identified"] = out.p_value < level
+    return out
 
 
 def exponents(fits: dict) -> pd.DataFrame:
@@ -165,7 +233,7 @@ def _pointwise_loglik(residual: np.ndarray) -> np.ndarray:
 
 
 def aic_gap_evidence(per_setting: pd.DataFrame, points: pd.DataFrame, frame: pd.DataFrame, law: str = "Shannon",
-                     baselines=("Kaplan", "Chinchilla"), cluster: str = "model", level: float = 0.95) -> dict:
+                     baselines=BASELINES, cluster: str = "model", level: float = 0.95) -> dict:
     """AIC(law) - AIC(best baseline) per setting, with an interval from the fits themselves: the gap is a sum of
     per-point log-likelihood differences (Vuong) plus the parameter penalty, and its variance is estimated from the
     sums within clusters (the points of one model share its misfit: the model is the unit), t interval with
@@ -205,7 +273,7 @@ def aic_gap_evidence(per_setting: pd.DataFrame, points: pd.DataFrame, frame: pd.
 
 
 def extrapolation_evidence(per_setting: pd.DataFrame, held: pd.DataFrame, law: str = "Shannon",
-                           baselines=("Kaplan", "Chinchilla"), *, n: int, rng: np.random.Generator,
+                           baselines=BASELINES, *, n: int, rng: np.random.Generator,
                            level: float = 0.95) -> dict:
     """The extrapolation claim's evidence. Positive control: extrapolation_r2_clean_best, the best law's R^2 on the
     clean setting's held-out rows (if no law extrapolates clean data, a failure under perturbation says nothing).
@@ -263,14 +331,17 @@ def d_term_share(params: dict, frame: pd.DataFrame) -> float:
     return float(np.mean(1 - without / full))
 
 
-def exponent_evidence(draws: pd.DataFrame, frame: pd.DataFrame, level: float = 0.95) -> tuple[dict, pd.DataFrame]:
+def exponent_evidence(draws: pd.DataFrame, frame: pd.DataFrame, d_test: pd.DataFrame | None = None,
+                      level: float = 0.95) -> tuple[dict, pd.DataFrame]:
     """delta - beta and gamma - alpha with per-fit intervals, from `caplab.science.law_fits.bootstrap_groups` of
     the Shannon law by setting (replicate -1: the fit; 0..n-1: warm-started refits on resamples of its points);
-    replicate b of the perturbed median takes every setting's b-th refit. Readings: shannon_delta_minus_beta
-    (median over perturbed settings), shannon_delta_minus_beta_clean, shannon_delta_minus_beta_perturbed_minus_clean,
-    shannon_gamma_minus_alpha, and d_term_share_perturbed (median over perturbed settings of the d D^delta term's
-    share of the fitted loss at the largest D, `d_term_share`: delta is identified only where it matters). Also the
-    per-setting table with each fit's own interval and share."""
+    replicate b of the perturbed median takes every setting's b-th refit. `d_test` (`d_term_test`): the judged
+    readings use only the perturbed settings where the d D^delta term is identified (all perturbed settings if none
+    is, then only reported). Readings: d_term_identified_settings (how many perturbed settings' d-term passes the
+    likelihood-ratio test), shannon_delta_minus_beta (median over those settings), shannon_delta_minus_beta_clean,
+    shannon_delta_minus_beta_perturbed_minus_clean, shannon_gamma_minus_alpha, and d_term_share_perturbed /
+    _clean (the d D^delta term's share of the fitted loss at the largest D, `d_term_share`). Also the per-setting
+    table with each fit's own interval, share and test."""
     from caplab.stats.resampling import percentile_interval
     draws = draws.assign(delta_minus_beta=draws.delta - draws.beta, gamma_minus_alpha=draws.gamma - draws.alpha)
     fits = draws[draws.replicate == -1].set_index("setting")
@@ -294,21 +365,33 @@ def exponent_evidence(draws: pd.DataFrame, frame: pd.DataFrame, level: float = 0
                      "d_term_share": d_term_share(params, frame[frame.setting == setting]),
                      "r2": fit.r2, "converged": bool(fit.converged)})
     table = pd.DataFrame(rows).set_index("setting")
+    if d_test is not None:
+        test = d_test.set_index("setting")
+        missing = [s for s in table.index if s not in test.index]
+        if missing:
+            raise ValueError(f"exponent_evidence: the d-term test lacks setting(s) {missing}")
+        table = table.join(test[["lr", "p_value", "identified"]].rename(columns={"lr": "d_term_lr",
+                                                                               "p_value": "d_term_p",
+                                                                               "identified": "d_term_identified"}))
+        judged = [s for s in perturbed if bool(table.loc[s, "d_term_identified"])]
+    else:
+        judged = []
+    chosen = judged or perturbed
 
     def reading(point, replicates):
         # the percentile interval of few refits can miss the point estimate itself: widen it to hold the point
         lo, hi = percentile_interval(np.asarray(replicates, dtype=float), level)
         return float(point), min(lo, float(point)), max(hi, float(point))
 
-    out = {}
-    dmb = float(np.median(table.loc[perturbed, "delta_minus_beta"]))
-    dmb_reps = wide["delta_minus_beta"][perturbed].median(axis=1).to_numpy()
+    out = {"d_term_identified_settings": len(judged)}
+    dmb = float(np.median(table.loc[chosen, "delta_minus_beta"]))
+    dmb_reps = wide["delta_minus_beta"][chosen].median(axis=1).to_numpy()
     clean_point, clean_reps = float(table.loc["none", "delta_minus_beta"]), wide["delta_minus_beta"]["none"].to_numpy()
     out["shannon_delta_minus_beta"] = reading(dmb, dmb_reps)
     out["shannon_delta_minus_beta_clean"] = reading(clean_point, clean_reps)
     out["shannon_delta_minus_beta_perturbed_minus_clean"] = reading(dmb - clean_point, dmb_reps - clean_reps)
-    out["shannon_gamma_minus_alpha"] = reading(float(np.median(table.loc[perturbed, "gamma_minus_alpha"])),
-                                               wide["gamma_minus_alpha"][perturbed].median(axis=1).to_numpy())
+    out["shannon_gamma_minus_alpha"] = reading(float(np.median(table.loc[chosen, "gamma_minus_alpha"])),
+                                               wide["gamma_minus_alpha"][chosen].median(axis=1).to_numpy())
     out["d_term_share_perturbed"] = float(np.median(table.loc[perturbed, "d_term_share"]))
     out["d_term_share_clean"] = float(table.loc["none", "d_term_share"])
     return out, table.reset_index()

@@ -185,6 +185,25 @@ SHANNON = Law(
           "fixed={'b': 1.0} or read only c/b, d/b, e/b. The form itself is a reading of summaries: replaceable.",
 )
 
+def _shannon_without_d(x, p):
+    log_n, log_d = np.log(x["N"]), np.log(x["D"])
+    log_noise = lse(np.log(p["c"]) + p["gamma"] * (log_d + log_n), np.log(p["e"]))
+    log_snr = np.log(p["b"]) + p["beta"] * log_d - log_noise
+    return -(np.log(p["a"]) + p["alpha"] * log_n + log_softplus(log_snr) - math.log(LN2))
+
+
+# The Shannon law with its d D^delta noise term removed (d = 0): the nested law of a likelihood-ratio test of
+# whether that term (and so delta) is identified by the data
+SHANNON_WITHOUT_D = Law(
+    name="Shannon without d D^delta",
+    formula="L = 1 / C,  C = a N^alpha log2(1 + b D^beta / (c (D N)^gamma + e))",
+    inputs=("N", "D"),
+    params=tuple(p for p in SHANNON.params if p.name not in ("d", "delta")),
+    fn=_shannon_without_d,
+    citation=SHANNON.citation + "; nested law (d = 0) for the likelihood-ratio test of the d D^delta term",
+    notes="b, c, e identifiable only up to a common factor: fit with fixed={'b': 1.0}.",
+)
+
 QID = Law(
     name="QiD",
     formula="dL_q = k D^beta_q / (N^alpha_q P^gamma_q)",
@@ -352,7 +371,7 @@ def rl_law(saturating: bool = True, sizes=None) -> Law:
 RL_SATURATING = rl_law(saturating=True)
 RL_POWER = rl_law(saturating=False)
 
-LAWS = {law.name: law for law in (CHINCHILLA, KAPLAN, SHANNON, QID, PTQ, PRECISION, QID_LOSS, PERTURBATION_TERM,
+LAWS = {law.name: law for law in (CHINCHILLA, KAPLAN, SHANNON, SHANNON_WITHOUT_D, QID, PTQ, PRECISION, QID_LOSS, PERTURBATION_TERM,
                                   PERTURBED_CHINCHILLA, POWER_LAW, LINEAR,
                                   RATIO, K_SATURATING, K_POWER, K_SATURATING_K, K_POWER_K, K_LOG_LINEAR_K,
                                   RL_LOGLINEAR, RL_SATURATING, RL_POWER)}

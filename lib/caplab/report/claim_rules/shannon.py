@@ -1,9 +1,10 @@
 """The verdict rules of the shannon claims, by claim id (merged into `caplab.report.registry.RULES`)."""
 from caplab.report.rules import Above, AllOf, Below, Capped, Powered
 
-ISSUE_17_FITS = "its control refits a Shannon law and two baselines in every simulated world (seconds each on two " \
-                "cores): the 200 null draws a judged rule needs do not fit the test budget yet; the fits of the " \
-                "notebook itself are now cached (issue 17)"
+ISSUE_17_FITS = "its control fits every law in every simulated world to convergence, each from its own population " \
+                "optimum (the earlier 10-35 % false positives came from baselines left unconverged), at 5-20 s a draw on " \
+                "the shared two-core machine: the 200 null draws a judged rule needs, and their replay in make test, wait " \
+                "for the faster fitter (issue 17)"
 
 RULES = {
     # Basins that noise cannot fake (`caplab.science.basin_test`): in every series (one model along checkpoints, or
@@ -14,9 +15,10 @@ RULES = {
     # series (Simes); basins are the Benjamini-Hochberg discoveries at 5 % over the perturbed settings. Reproduced
     # when at least one perturbed setting is discovered; not reproduced when none is.
     "shannon.u_shape": Above("basin_settings", 0.0),
-    # AIC(Shannon) - AIC(best of Kaplan, Chinchilla), as per-point log-likelihood differences with the model as the
-    # cluster (t interval): the mean over perturbed settings must be negative (Shannon fits better after paying for
-    # its parameters), and more negative than on the clean setting of the same run (the advantage is specific to
+    # AIC(Shannon) - AIC(best baseline: Kaplan, Chinchilla, and the perturbation-aware QiD, Precision and Chinchilla
+    # plus a perturbation term, fitted on the same rows), as per-point log-likelihood differences with the model as
+    # the cluster (t interval): the mean over perturbed settings must be negative (Shannon fits better after paying
+    # for its parameters), and more negative than on the clean setting of the same run (the advantage is specific to
     # perturbation, not the law's flexibility).
     "shannon.fit_beats_baselines": Capped(AllOf((Below("aic_gap_perturbed", 0.0),
                                                  Below("aic_gap_perturbed_minus_clean", 0.0))), why=ISSUE_17_FITS),
@@ -34,13 +36,14 @@ RULES = {
     # The 2-bit damage (quantized minus clean loss) against log tokens, post-warm-up checkpoints: one slope per
     # model, the mean slope's t interval over models lies above 0.
     "shannon.quantization_hurts_overtrained": Above("quant2_damage_slope_log_tokens", 0.0),
-    # delta - beta of the Shannon fits, per-fit bootstrap intervals: judged only where the d D^delta term carries at
-    # least 1 % of the fitted loss at the largest D (median over perturbed settings; elsewhere delta is not
-    # identified); then the median over perturbed settings lies above 0 and above the clean setting's
-    # (perturbation, not the fitting, orders the exponents).
+    # delta - beta of the Shannon fits, per-fit bootstrap intervals: judged only where the d D^delta term is
+    # identified (at least one perturbed setting where the law beats the same law without that term in a
+    # likelihood-ratio test, p < 0.05 with 2 df; the term's share of the loss never bit: 0.57 perturbed vs 0.59 clean);
+    # then the median over those settings lies above 0 and above the clean setting's (the fitted law's modes alone
+    # put delta - beta above 0 in 20 % of null worlds where delta = beta; with the clean comparison still 15 %)
     "shannon.exponents": Capped(Powered(AllOf((Above("shannon_delta_minus_beta", 0.0),
                                                Above("shannon_delta_minus_beta_perturbed_minus_clean", 0.0))),
-                                        guards=(Above("d_term_share_perturbed", 0.01),),
-                                        why="the d D^delta term carries at least 1 % of the fitted loss at the "
-                                            "largest D"), why=ISSUE_17_FITS),
+                                        guards=(Above("d_term_identified_settings", 0.0),),
+                                        why="the d D^delta term is identified in some perturbed setting (likelihood-"
+                                            "ratio test against the law without it)"), why=ISSUE_17_FITS),
 }
