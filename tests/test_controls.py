@@ -44,17 +44,20 @@ def test_control(control):
     machines in its last bits, hence one draw's tolerance: a change that turns 20 % of the null draws into false
     positives is caught with probability 0.93 (10 %: 0.61). CAPLAB_FULL_CONTROLS=1 (`make controls`, the nightly
     build) re-measures every draw.
-    A capped claim's slow control (it gates nothing) is replayed only with CAPLAB_SLOW_CONTROLS=1."""
+    A capped claim's slow control (it gates nothing) is replayed only with CAPLAB_SLOW_CONTROLS=1, and a capped
+    claim's rate may exceed the bound (its verdict is "inconclusive" whatever the rule reads)."""
     record = calibration.recorded().get(control.claim)
     assert record is not None, f"{control.claim}: not recorded; run python -m caplab controls --write"
     assert record.rule == _rule_text(control.claim), f"{control.claim}: recorded for another rule; rerun controls --write"
-    assert record.false_positive_rate <= calibration.FPR_BOUND, record
+    capped = isinstance(claim_rule(control.claim), Capped)
+    # a capped claim is never judged, so its rule may still fail the bound: the record reports how far it is off
+    assert capped or record.false_positive_rate <= calibration.FPR_BOUND, record
     assert (record.null_draws, record.planted_draws) == (control.null_draws, control.planted_draws)
     if control.slow and not SLOW:
         pytest.skip(f"slow control of a capped claim ({control.slow}); CAPLAB_SLOW_CONTROLS=1 runs it")
     if FULL or record.null_hits is None:
         measured = controls.measure(control, seed=record.seed)
-        assert measured.false_positive_rate <= calibration.FPR_BOUND, measured
+        assert capped or measured.false_positive_rate <= calibration.FPR_BOUND, measured
         assert abs(record.false_positive_rate - measured.false_positive_rate) <= 2 / measured.null_draws
         assert abs(record.power - measured.power) <= 2 / measured.planted_draws
         return
@@ -64,9 +67,13 @@ def test_control(control):
     assert len(flipped) <= 1, f"{control.claim}: draws whose outcome differs from the record: {flipped}"
 
 
-def _rule_text(claim_id):
+def claim_rule(claim_id):
     from caplab.report.registry import claim
-    return claim(claim_id).rule.describe()
+    return claim(claim_id).rule
+
+
+def _rule_text(claim_id):
+    return claim_rule(claim_id).describe()
 
 
 def test_only_capped_claims_have_slow_or_short_controls():
