@@ -73,14 +73,9 @@ def scan(family: pd.DataFrame, eval_data: TokenDataset, *, noise_sigmas=(), quan
             "sft_data": sft_data, "sft": sft, "seed": seed, "batch_size": batch_size}
     if draws is not None or blocks:            # new keys only when used: older cached entries keep their keys
         args.update(draws=None if draws is None else [int(d) for d in draws], blocks=blocks)
-    # one cached thunk per checkpoint, run on `sweep.parallel`'s workers (the largest models first); with one worker
-    # (or on a GPU) a plain loop, the same cache entries either way
-    from caplab.substrate import sweep
-    family = family.reset_index(drop=True)
-    thunks = [lambda i=i: for_each_checkpoint(family.iloc[[i]], measure_checkpoint, args=args,
-                                              name="perturbation-scan", cache=cache) for i in range(len(family))]
-    costs = family["params_non_embedding"].astype(float).tolist() if "params_non_embedding" in family else None
-    return pd.concat(sweep.parallel(thunks, costs=costs), ignore_index=True)
+    # one process over every checkpoint: on the stand-in hub, one cached thunk per checkpoint on `sweep.parallel`'s
+    # two single-thread workers took 79 s against 34 s here (each child loads its model; measured quiet)
+    return for_each_checkpoint(family, measure_checkpoint, args=args, name="perturbation-scan", cache=cache)
 
 
 def monotone_p_value(loss, se) -> float:
