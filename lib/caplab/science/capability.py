@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 
 from caplab.stats.regression import slope
 from caplab.substrate.data import TokenDataset, encode_pair
-from caplab.substrate.evaluate import example_losses, greedy_exact_match, mean_loss
+from caplab.substrate.evaluate import choice_count, choice_frame, example_losses, greedy_exact_match, mean_loss
 from caplab.substrate.models import inference_autocast
 
 CHAIN = ("log_p_vocab", "p_vocab", "p_choices", "neg_brier", "accuracy")
@@ -61,13 +61,7 @@ def score_choices(model, tokenizer, questions: pd.DataFrame, batch_size: int = 5
     the prompt, its token count, the argmax, and with answers `answer`, `correct`, `logprob_answer`), faster: the
     pairs tokenized in batch, run in batches of similar length, the choices' tokens gathered in one operation per
     batch rather than per pair."""
-    missing = {"prompt", "choices"} - set(questions.columns)
-    if missing:
-        raise ValueError(f"questions lack columns {sorted(missing)}")
-    n_choices = {len(c) for c in questions.choices}
-    if len(n_choices) != 1:
-        raise ValueError(f"every question needs the same number of choices, got {sorted(n_choices)}")
-    k = n_choices.pop()
+    k = choice_count(questions)
     prompts = [p for p, cs in zip(questions.prompt, questions.choices) for _ in cs]
     encoded = _encode_pairs(tokenizer, prompts, [c for cs in questions.choices for c in cs])
     lengths = np.array([len(c) + len(t) for c, t in encoded])
@@ -91,17 +85,7 @@ def score_choices(model, tokenizer, questions: pd.DataFrame, batch_size: int = 5
             logits = model(input_ids=ids_t, attention_mask=mask).logits
         logp = logits.float().log_softmax(-1)[:, :-1].gather(-1, ids_t[:, 1:, None])[..., 0]
         logprob[rows] = torch.where(torch.from_numpy(scored[:, :-1]), logp.cpu(), 0.0).sum(1).double().numpy()
-    scores = logprob.reshape(-1, k)
-    frame = pd.DataFrame({f"logprob_{j}": scores[:, j] for j in range(k)}, index=questions.index)
-    for j in range(k):
-        frame[f"n_tokens_{j}"] = count.reshape(-1, k)[:, j]
-    frame["pred"] = scores.argmax(1)
-    if "answer" in questions.columns:
-        answer = questions.answer.to_numpy().astype(int)
-        frame["answer"] = answer
-        frame["correct"] = frame.pred.to_numpy() == answer
-        frame["logprob_answer"] = scores[np.arange(len(answer)), answer]
-    return frame
+    return choice_frame(questions, logprob.reshape(-1, k), count.reshape(-1, k))
 
 
 def each_checkpoint(frame: pd.DataFrame, fn, *, args: dict, name: str) -> pd.DataFrame:

@@ -79,13 +79,9 @@ def fit_steps(models, loss, score, p: Params, *, start: dict | None = None):
     return loss_fit, sig_fit
 
 
-def log_density(models, score, loss_params, sig_params, D0, *, limits: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(ln density, status) of every row; undefined rows NaN, or their limits (-inf below the floor, +inf above
-    the ceiling or beyond the loss limit) when `limits`."""
-    return _log_density(models.params.to_numpy(float), score, loss_params, sig_params, D0, limits=limits)
-
-
-def _log_density(params, score, loss_params, sig_params, D0, *, limits: bool):
+def log_density(params, score, loss_params, sig_params, D0, *, limits: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(ln density, status) of every model (`params`: their parameter counts); undefined rows NaN, or their limits
+    (-inf below the floor, +inf above the ceiling or beyond the loss limit) when `limits`."""
     loss_hat, status = densing.loss_from_score(sig_params, score)
     n_hat, status_n = densing.size_from_loss(loss_params, loss_hat, D0)
     status = np.where(status == densing.OK, status_n, status)
@@ -134,7 +130,7 @@ def claim_metrics(models, loss, score, loss_params, sig_params, p: Params, *, li
     p)`, passed by a caller that evaluates many resamples of the same table."""
     lay = layout or Layout.of(models, p)
     loss, score = np.asarray(loss, dtype=float), np.asarray(score, dtype=float)
-    logd, _ = _log_density(lay.params, score, loss_params, sig_params, p.D0, limits=limits)
+    logd, _ = log_density(lay.params, score, loss_params, sig_params, p.D0, limits=limits)
     out: dict[str, float] = {f"log_density[{name}]": value
                              for name, value in zip(lay.target_names, logd[lay.targets])}
     held = lay.held

@@ -115,8 +115,8 @@ _NAMESPACE = {"LSE": _numpy_lse, "LogSoftplus": _numpy_log_softplus}
 class Compiled:
     """f(inputs, params) -> (value (n,), gradient (k, n) w.r.t. the natural values of `free`)."""
 
-    def __init__(self, fn, inputs: Sequence[str], params: Sequence[str], free: Sequence[str], n_ops: int):
-        self.fn, self.inputs, self.params, self.free, self.n_ops = fn, tuple(inputs), tuple(params), tuple(free), n_ops
+    def __init__(self, fn, inputs: Sequence[str], params: Sequence[str], free: Sequence[str]):
+        self.fn, self.inputs, self.params, self.free = fn, tuple(inputs), tuple(params), tuple(free)
 
     def __call__(self, x, p):
         """Inputs {name: array (n,)}, parameters {name: float}."""
@@ -145,7 +145,7 @@ def _compile(fn, inputs: tuple[str, ...], positive: tuple[str, ...], params: tup
     grads = [sympy.diff(expr, p[name].expr) for name in free]
     symbols = [x[n].expr for n in inputs] + [p[n].expr for n in params]
     function = sympy.lambdify(symbols, [expr, *grads], modules=[_NAMESPACE, "numpy"], cse=True)
-    return Compiled(function, inputs, params, free, sympy.count_ops([expr, *grads]))
+    return Compiled(function, inputs, params, free)
 
 
 def compile_law(law, free: Sequence[str]) -> Compiled | None:

@@ -100,24 +100,36 @@ def score_multiple_choice(model, tokenizer, questions: pd.DataFrame, batch_size:
 
     Returns one row per question: `logprob_0..k-1` (summed log-probability of each choice given the prompt),
     `n_tokens_0..k-1`, `pred` (argmax), and with answers `answer`, `correct`, `logprob_answer`."""
+    k = choice_count(questions)
+    pairs = [(p, c) for p, cs in zip(questions.prompt, questions.choices) for c in cs]
+    scores = np.array([s[:2] for s in continuation_logprobs(model, tokenizer, pairs, batch_size)]).reshape(-1, k, 2)
+    return choice_frame(questions, scores[:, :, 0], scores[:, :, 1].astype(int))
+
+
+def choice_count(questions: pd.DataFrame) -> int:
+    """The number of choices every question has (columns `prompt`, `choices`); ValueError before any scoring."""
     missing = {"prompt", "choices"} - set(questions.columns)
     if missing:
         raise ValueError(f"questions lack columns {sorted(missing)}")
     n_choices = {len(c) for c in questions.choices}
     if len(n_choices) != 1:
         raise ValueError(f"every question needs the same number of choices, got {sorted(n_choices)}")
-    k = n_choices.pop()
-    pairs = [(p, c) for p, cs in zip(questions.prompt, questions.choices) for c in cs]
-    scores = np.array([s[:2] for s in continuation_logprobs(model, tokenizer, pairs, batch_size)]).reshape(-1, k, 2)
-    frame = pd.DataFrame({f"logprob_{j}": scores[:, j, 0] for j in range(k)}, index=questions.index)
+    return n_choices.pop()
+
+
+def choice_frame(questions: pd.DataFrame, logprob: np.ndarray, n_tokens: np.ndarray) -> pd.DataFrame:
+    """The multiple-choice result frame from per-(question, choice) summed log-probabilities and token counts,
+    both (n, k): `logprob_j`, `n_tokens_j`, `pred`, and with answers `answer`, `correct`, `logprob_answer`."""
+    k = logprob.shape[1]
+    frame = pd.DataFrame({f"logprob_{j}": logprob[:, j] for j in range(k)}, index=questions.index)
     for j in range(k):
-        frame[f"n_tokens_{j}"] = scores[:, j, 1].astype(int)
-    frame["pred"] = scores[:, :, 0].argmax(1)
+        frame[f"n_tokens_{j}"] = n_tokens[:, j]
+    frame["pred"] = logprob.argmax(1)
     if "answer" in questions.columns:
         answer = questions.answer.to_numpy().astype(int)
         frame["answer"] = answer
         frame["correct"] = frame.pred.to_numpy() == answer
-        frame["logprob_answer"] = scores[np.arange(len(answer)), answer, 0]
+        frame["logprob_answer"] = logprob[np.arange(len(answer)), answer]
     return frame
 
 
