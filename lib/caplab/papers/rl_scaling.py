@@ -16,6 +16,8 @@ compute and prompts_seen. Steps:
 - `reuse_evidence`: RL's gain at tau = 1 and the share of it lost at tau = 25 and tau = 100;
 - `leakage_evidence`: how many held-out questions the pre-training text and the SFT / RL pools hold (the design
   says none; counted, not assumed), and `problem_space`, how many distinct questions the task can ask.
+The runs behind the curves (`warm_starts`, `size_curves`, `reuse_sweep`) are cached steps run on every core at once
+(`caplab.substrate.sweep.parallel`: each size, or each reuse factor, in its own single-thread process).
 Points with error 0 (log undefined) and the step-0 evaluation (X = 0) are excluded, and counted.
 """
 from __future__ import annotations
@@ -29,12 +31,16 @@ import pandas as pd
 from caplab.papers import _types as T
 from caplab.papers.budget import pretraining_texts  # noqa: F401  (shared with budget: worked chains minus the test)
 from caplab.params import Tier
-from caplab.science import rl
+from caplab.science import posttrain, rl
 from caplab.stats import laws
 from caplab.stats.fit_compare import compare
 from caplab.stats.fitting import bootstrap, fit_law
 from caplab.stats.regression import slope
 from caplab.stats.resampling import bootstrap_interval, percentile_interval, resample_indices
+from caplab.substrate.models import get_model, param_counts
+from caplab.substrate.sweep import parallel
+from caplab.substrate.tasks import Task
+from caplab.substrate.train import prepare_base
 
 K_LAWS = (laws.K_SATURATING_K, laws.K_POWER_K, laws.K_LOG_LINEAR_K)
 
@@ -76,6 +82,53 @@ def warm_settings(warm_sft: dict, warm_steps, n_models: int, seed: int = 0) -> l
     steps = list(warm_steps) or [None] * n_models
     return [SFTSettings.from_dict({"seed": seed, **warm_sft, **({"fixed_steps": int(s)} if s else {})})
             for s in steps]
+
+
+def _cost(spec: dict) -> float:
+    """A tiny shape's relative training cost (width squared times depth), for scheduling the costliest first."""
+    return float(spec.get("d_model", 1)) ** 2 * spec.get("n_layer", 1)
+
+
+def warm_starts(models: list[dict], texts, block_size: int, pretrain: dict, warm_pool: pd.DataFrame,
+                warm: list) -> tuple[list[dict], pd.DataFrame]:
+    """Each size's RL start: the shape pre-trained on `texts` (tokenized once per vocabulary; none for pretrained
+    models), then SFT-warmed on `warm_pool` (prompt, completion) with its own settings from `warm`. Both steps are
+    cached; the sizes run at once. Returns (start specs, sizes: model, N, N_total)."""
+    corpora, chains = {}, []
+    for spec, settings in zip(models, warm):
+        corpus = None
+        if texts is not None:
+            tokenizer = get_model(spec)[1]
+            key = tuple(sorted(tokenizer.get_vocab().items()))
+            if key not in corpora:
+                corpora[key] = Task("pretraining", texts=texts).tokens(tokenizer, block_size=block_size)
+            corpus = corpora[key]
+        chains.append(lambda spec=spec, corpus=corpus, settings=settings: posttrain.sft(
+            prepare_base(spec, corpus, pretrain), warm_pool.prompt.tolist(), warm_pool.completion.tolist(), settings))
+    starts = parallel(chains, costs=[_cost(m) for m in models])
+    sizes = []
+    for start in starts:
+        counts = param_counts(get_model(start)[0])
+        sizes.append({"model": f"N={counts['non_embedding']:,}", "N": counts["non_embedding"],
+                      "N_total": counts["total"]})
+    return starts, pd.DataFrame(sizes)
+
+
+def size_curves(starts: list[dict], sizes: pd.DataFrame, pool: pd.DataFrame, test: pd.DataFrame,
+                settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """GRPO from each size's start on `pool` (prompt, answer), evaluated on `test`; the sizes run at once. Returns
+    (curves, finals, start points: pass@1 at step 0 with its SE and the first generation's zero-variance share)."""
+    runs = parallel([lambda start=start: rl.grpo(start, pool.prompt.tolist(), pool.answer.tolist(),
+                                                 test.prompt.tolist(), test.answer.tolist(), settings)
+                     for start in starts], costs=list(sizes.N))
+    curves, finals, points = [], [], []
+    for run, size in zip(runs, sizes.itertuples()):
+        curves.append(run.curve.assign(model=size.model, N=size.N))
+        finals.append(run.final.assign(model=size.model, N=size.N))
+        points.append({"model": size.model, "N": size.N, "pass1": 1 - run.curve.error.iloc[0],
+                       "se": run.curve.error_se.iloc[0],
+                       "zero_std": run.zero_std_share(first=settings.updates_per_generation)})
+    return pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True), pd.DataFrame(points)
 
 
 def usable(curves: pd.DataFrame, x: str) -> pd.DataFrame:
@@ -352,18 +405,20 @@ def reuse_sweep(start, pool: pd.DataFrame, test: pd.DataFrame, grpo: dict, *, st
     """The data-reuse sweep: for each reuse factor tau a fixed total of prompts (`steps` x `prompts_per_update`)
     drawn from the first total / tau prompts of `pool`, GRPO from `start` per seed, evaluated before and at the
     end (and at the run's own log-spaced `eval_steps` up to `steps`, where it has them: then the tau = 1 run is the
-    same run as a curve's that draws each prompt once, and comes from the cache). Returns (plan, curves, finals)
-    with `tau` and `seed` columns."""
+    same run as a curve's that draws each prompt once, and comes from the cache); the arms run at once. Returns
+    (plan, curves, finals) with `tau` and `seed` columns."""
     plan = reuse_plan(steps * prompts_per_update, taus)
     grpo = {**grpo, "eval_steps": sorted({s for s in grpo.get("eval_steps", ()) if s <= steps} | {steps})}
-    curves, finals = [], []
-    for row in plan.itertuples():
-        for s in seeds:
-            subset = pool.head(row.unique_prompts)
-            run = rl.grpo(start, subset.prompt.tolist(), subset.answer.tolist(), test.prompt.tolist(),
-                          test.answer.tolist(), rl.GRPOSettings.from_dict({**grpo, "steps": steps, "seed": s}))
-            curves.append(run.curve.assign(tau=row.tau, seed=s))
-            finals.append(run.final.assign(tau=row.tau, seed=s))
+    arms = [(row.tau, row.unique_prompts, s) for row in plan.itertuples() for s in seeds]
+
+    def run(n, s):
+        subset = pool.head(n)
+        return rl.grpo(start, subset.prompt.tolist(), subset.answer.tolist(), test.prompt.tolist(),
+                       test.answer.tolist(), rl.GRPOSettings.from_dict({**grpo, "steps": steps, "seed": s}))
+
+    runs = parallel([lambda n=n, s=s: run(n, s) for _, n, s in arms])
+    curves = [r.curve.assign(tau=tau, seed=s) for r, (tau, _, s) in zip(runs, arms)]
+    finals = [r.final.assign(tau=tau, seed=s) for r, (tau, _, s) in zip(runs, arms)]
     return plan, pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True)
 
 
