@@ -29,10 +29,36 @@ def test_bench_profiles_and_measures_every_strategy():
     assert len(strategies) == 3
     for row in strategies.values():
         assert "error" not in row, row
-        assert row["tokens_per_s"] > 0 and 0 < row["fraction_of_peak"] < 1.5
+        assert row["tokens_per_s"] > 0 and 0 < row["fraction_of_peak"] < row["model_fraction_of_peak"] < 1.5
     text = bench.table(result)
     assert "framework and Python" in text and "processes x 1 thread" in text
     methods = {(row["law"], row["gradient"]) for row in result["fitting"]}
     assert methods == {(law, f"exact gradient ({how})") for law in ("Chinchilla", "Shannon")
                        for how in ("compiled by sympy", "dual numbers")}
     assert all(row["ms_per_evaluation"] > 0 for row in result["fitting"]) and "ms/eval" in text
+
+
+
+def test_model_flops_match_torch_flop_counter():
+    """The bench's model FLOPs per token against torch's own count of one forward and backward pass. torch counts
+    the matmuls, not the CPU's fused attention kernel; with attention as explicit matmuls ("eager") it counts the
+    full square, twice the causal half the formula counts."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from caplab.substrate import models
+
+    def counted(model, ids):
+        with FlopCounterMode(display=False) as counter:
+            model(input_ids=ids, labels=ids).loss.backward()
+        return counter.get_total_flops() / ids.numel()
+
+    for size in ("25k", "100k"):
+        model, _ = models.tiny_model(bench.shape_of(size))
+        ids = torch.randint(0, model.config.vocab_size, (2, bench.SEQ))
+        causal_attention = 6 * model.config.num_hidden_layers * bench.SEQ * model.config.hidden_size
+        fused = counted(model, ids)
+        model.set_attn_implementation("eager")
+        explicit = counted(model, ids)
+        formula = bench.model_flops_per_token(model, bench.SEQ)
+        assert formula - causal_attention == pytest.approx(fused, rel=1e-9)
+        assert explicit - fused == pytest.approx(2 * causal_attention, rel=1e-9)

@@ -10,8 +10,11 @@ For three sizes (about 25k, 100k and 760k non-embedding parameters, the cpu tier
   the notebooks use), the latter at four times the batch, and with `--compile` one process with `torch.compile`.
 It also times the scaling-law fitter's inner loop (`fitting_speed`): one evaluation of the Huber objective and its
 exact gradient, by the sympy-compiled formula and by dual numbers, for the Chinchilla and Shannon laws.
-Throughput is tokens/s summed over the processes, as achieved FLOP/s (6 N tokens/s, N non-embedding) and as a share
-of the fp32 peak: the best time of a large `torch.matmul` using every core. Prints tables; writes JSON atomically.
+Throughput is tokens/s summed over the processes, as achieved FLOP/s and as a share of the fp32 peak (the best time
+of a large `torch.matmul` using every core), counted two ways: 6 N per token with N the non-embedding parameters
+(the scaling-law convention), and the step's model FLOPs (`model_flops_per_token`), which count every matmul,
+the output head's (V d per token, V the vocabulary) and attention's causal scores and weighted sums (6 n_layer T d
+per token at context T) included: at these sizes the head and attention are a large part of the arithmetic the step must do. Prints tables; writes JSON atomically.
 A benchmark, not a test: run it on a quiet machine (another process on the cores changes everything).
 """
 from __future__ import annotations
@@ -60,6 +63,16 @@ def shape_of(size: str) -> dict:
     return {k: v for k, v in shape.items() if k != "name"}
 
 
+def model_flops_per_token(model, seq: int) -> int:
+    """A training step's matmul FLOPs per token at context `seq`: 6 (W + n_layer seq d), with W the weights of
+    every linear map, the output head included (a matmul even when tied to the input embedding, which is a
+    lookup; normalisation and biases do none), and n_layer seq d attention's scores and weighted sums under a
+    causal mask (half of the full square's 12 n_layer seq d; Kaplan et al. 2020, Table 1)."""
+    from transformers.pytorch_utils import Conv1D
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
+    return 6 * (linear + model.config.num_hidden_layers * seq * model.config.hidden_size)
+
+
 def training_speed(shape: dict, steps: int, blocks, device: str, *, batch: int = BATCH, compile: bool = False
                    ) -> dict:
     """Median step time of the training loop for a shape, after two warm-up steps (three when compiling, whose
@@ -74,27 +87,28 @@ def training_speed(shape: dict, steps: int, blocks, device: str, *, batch: int =
     log = train(model, blocks, config).log
     step_s = statistics.median(log.seconds.diff().dropna().iloc[warm - 1:])
     tokens_per_s = batch * SEQ / step_s
-    return {"non_embedding": counts["non_embedding"], "total": counts["total"], "step_s": step_s,
+    return {"non_embedding": counts["non_embedding"], "total": counts["total"],
+            "model_flops_per_token": model_flops_per_token(model, SEQ), "step_s": step_s,
             "tokens_per_s": tokens_per_s, "first_steps_s": float(log.seconds.iloc[warm - 1]),
             "setup_s": time.perf_counter() - started - float(log.seconds.iloc[-1])}
 
 
-def _child(conn, shape, steps, blocks, batch):
+def _child(conn, shape, steps, blocks, batch, compile):
     torch.set_num_threads(1)
     try:
-        conn.send(training_speed(shape, steps, blocks, "cpu", batch=batch))
+        conn.send(training_speed(shape, steps, blocks, "cpu", batch=batch, compile=compile))
     except BaseException as error:           # reported, not raised: the parent writes it in the table
         conn.send({"error": repr(error)})
     conn.close()
 
 
-def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH) -> dict:
+def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH, compile: bool = False) -> dict:
     """`n` single-thread processes each training its own copy at the same time: tokens/s summed."""
     context = multiprocessing.get_context("fork")
     pipes, procs = [], []
     for _ in range(n):
         parent, child = context.Pipe(duplex=False)
-        proc = context.Process(target=_child, args=(child, shape, steps, blocks, batch))
+        proc = context.Process(target=_child, args=(child, shape, steps, blocks, batch, compile))
         proc.start()
         pipes.append(parent)
         procs.append(proc)
@@ -105,6 +119,7 @@ def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH)
     if errors:
         return {"error": errors[0]}
     return {"non_embedding": results[0]["non_embedding"], "total": results[0]["total"],
+            "model_flops_per_token": results[0]["model_flops_per_token"],
             "step_s": statistics.mean(r["step_s"] for r in results),
             "tokens_per_s": sum(r["tokens_per_s"] for r in results)}
 
@@ -160,6 +175,9 @@ def run(device: str = "auto", *, compile: bool = False, sizes: dict | None = Non
     if compile:
         strategies[f"1 process x {threads} threads, torch.compile"] = (
             lambda s, k: training_speed(s, k, blocks, device, compile=True))
+        if dev.type == "cpu":
+            strategies[f"{cores} processes x 1 thread, torch.compile"] = (
+                lambda s, k: processes_speed(s, k, blocks, cores, compile=True))
     rows, profiles = [], []
     for size, steps in sizes.items():
         shape = shape_of(size)
@@ -173,6 +191,8 @@ def run(device: str = "auto", *, compile: bool = False, sizes: dict | None = Non
             if "error" not in row:
                 row["flops_per_s"] = 6 * row["non_embedding"] * row["tokens_per_s"]
                 row["fraction_of_peak"] = row["flops_per_s"] / peak
+                row["model_flops_per_s"] = row["model_flops_per_token"] * row["tokens_per_s"]
+                row["model_fraction_of_peak"] = row["model_flops_per_s"] / peak
             rows.append({"size": size, "strategy": name, **row})
     return {"device": str(dev), "threads": threads, "cores": cores, "torch": torch.__version__,
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "batch": [BATCH, SEQ],
@@ -196,13 +216,17 @@ def table(result: dict) -> str:
             f"{p['kinds'].get(kind, 0) * 1e3:>6.1f} {p['kinds'].get(kind, 0) / p['step_s']:>3.0%}"
             if p["step_s"] else f"{'-':>9}" for p in result["profiles"]))
     lines += ["", "aggregate throughput by strategy",
-              f"{'size':>6} {'non-emb':>9} {'strategy':<40} {'s/step':>8} {'tok/s':>9} {'GFLOP/s':>8} {'of peak':>8}"]
+              "(GFLOP/s and share of peak as 6 N tokens/s, N non-embedding; then as the step's model FLOPs, with the "
+              "output head and attention)",
+              f"{'size':>6} {'non-emb':>9} {'strategy':<40} {'s/step':>8} {'tok/s':>9} {'GFLOP/s':>8} {'of peak':>8}"
+              f" {'model':>8} {'of peak':>8}"]
     for r in result["training"]:
         if "error" in r:
             lines.append(f"{r['size']:>6} {'':>9} {r['strategy']:<40} failed: {r['error'][:60]}")
             continue
         lines.append(f"{r['size']:>6} {r['non_embedding']:>9,} {r['strategy']:<40} {r['step_s']:>8.3f} "
-                     f"{r['tokens_per_s']:>9,.0f} {r['flops_per_s'] / 1e9:>8.1f} {r['fraction_of_peak']:>8.1%}")
+                     f"{r['tokens_per_s']:>9,.0f} {r['flops_per_s'] / 1e9:>8.1f} {r['fraction_of_peak']:>8.1%}"
+                     f" {r['model_flops_per_s'] / 1e9:>8.1f} {r['model_fraction_of_peak']:>8.1%}")
     lines += ["", "the fitter's inner loop (objective and exact gradient, one thread)",
               f"{'law':>12} {'points':>7} {'gradient':<40} {'ms/eval':>8}"]
     for r in result.get("fitting", []):
