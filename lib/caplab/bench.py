@@ -103,8 +103,10 @@ def _child(conn, shape, steps, blocks, batch, compile):
 
 
 def processes_speed(shape: dict, steps: int, blocks, n: int, batch: int = BATCH, compile: bool = False) -> dict:
-    """`n` single-thread processes each training its own copy at the same time: tokens/s summed."""
-    context = multiprocessing.get_context("fork")
+    """`n` single-thread processes each training its own copy at the same time: tokens/s summed. Compiling
+    children are spawned, not forked: a child forked from a process that has compiled before waits forever on the
+    compiler's state it inherited."""
+    context = multiprocessing.get_context("spawn" if compile else "fork")
     pipes, procs = [], []
     for _ in range(n):
         parent, child = context.Pipe(duplex=False)
