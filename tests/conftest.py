@@ -11,6 +11,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # are the same whatever the machine's core count (floating-point sums differ with the thread count).
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
+# One process per test: pytest-xdist already runs a test on every core, so a notebook's sweep (caplab.substrate.sweep)
+# runs its cached steps in the test's own process. Forked children would oversubscribe the cores and each import
+# again what the parent had not (TRL: about 20 s of CPU for the budget and rl_scaling smoke notebooks together).
+# The tests of the sweep itself name their worker counts.
+os.environ.setdefault("CAPLAB_WORKERS", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 sys.path.insert(0, str(Path(__file__).parent))        # tests/standin_hub.py
