@@ -21,7 +21,9 @@ sds 0.003-0.086 (root mean square 0.045; largest where SFT had 3-30 examples: 0.
 Bootstrap: 200 draws per simulated run (the notebook uses 1,000; the same statistic). With the seeds resampled
 (a two-stage bootstrap, the evidence before this design) the null worlds read 5.0 % (mix_wins_large) and 6.0 %
 (small_sft_fixes) false positives; `claim_evidence` now gives the seed part a t interval over seeds
-(`caplab.papers.budget._Boot`).
+(`caplab.papers.budget._Boot`). The earlier one-seed design, with the same seed effects (`simulate(..., seeds=1)`)
+and intervals over questions only, reads 18 % (mix_wins_large) and 31.5 % (small_sft_fixes) false positives: one
+seed takes a seed's luck for an allocation effect.
 
 The paper world (`paper_world`): SFT alone rises and saturates, 0.8 (1 - exp(-n / 25)) at n examples (0.56 at 30,
 0.78 at 100, 0.80 at 300 and 1,000; the pilot: 0.62, 0.78, 0.81, 0.78); DPO on an SFT start adds up to 0.08
