@@ -109,6 +109,23 @@ def test_seeds_are_resampled_with_the_questions():
         "share").loc[0.5, "lo"] > 0.2
 
 
+def test_the_seed_part_of_an_interval_is_a_t_interval_over_seeds():
+    """Three seeds whose arm difference is the same on every question (no question noise): the interval is the t
+    interval of the per-seed differences, mean +- t_{0.975, 2} sd / sqrt(3) = 4.30 sd / sqrt(3), not the seeds'
+    range that resampling 3 seeds gives."""
+    from scipy import stats
+
+    per_seed = np.array([0.02, 0.05, 0.11])
+    index = pd.MultiIndex.from_product([range(3), range(50)], names=["seed", "question"])
+    matrix = pd.DataFrame({"a": np.repeat(per_seed, 50), "b": 0.0}, index=index)
+    value, lo, hi = allocation._Boot(matrix, n_boot=20000, seed=1).compare(["a"], ["b"])
+    half = stats.t.ppf(0.975, 2) * per_seed.std(ddof=1) / np.sqrt(3)
+    assert value == pytest.approx(per_seed.mean())
+    assert lo == pytest.approx(per_seed.mean() - half, abs=0.1 * half)
+    assert hi == pytest.approx(per_seed.mean() + half, abs=0.1 * half)
+    assert lo < per_seed.min() - 0.02          # well outside the seeds' range
+
+
 def test_draws_are_nested_within_a_seed_and_differ_across_seeds():
     pool = pd.DataFrame({"prompt": [f"p{i}" for i in range(50)]})
     small, large = allocation.draw(pool, 5, 1), allocation.draw(pool, 20, 1)

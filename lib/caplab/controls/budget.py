@@ -1,17 +1,29 @@
-"""Controls of the budget claims: the notebook's tidy tables simulated (one row per test question and arm of the
-equal-cost grid, with `correct`, `formatted` and the run's SFT start scored before DPO, `start_correct`, plus the
-base model's per-question scores with the first-step guesser) and pushed through
+"""Controls of the budget claims: the notebook's tidy tables simulated (one row per training seed, test question and
+arm of the equal-cost grid, with `correct`, `formatted` and the run's SFT start scored before DPO, `start_correct`,
+plus the base model's per-question scores with the first-step guesser) and pushed through
 `caplab.papers.budget.claim_evidence` and the registry's rules.
 
-The grid is the cpu tier's (budgets 30, 100, 300, 1,000 with `small_budget` 300; shares 0, 0.1, 0.5, 1; one
-training seed) on 500 test questions (2- and 3-step chains). Noise, set from the cpu tier's pilot: every question
-has a difficulty shared by all arms (logit scale, sd 4, each arm's offset chosen so that its mean accuracy is the
-world's), so that two SFT arms near 0.8 disagree on about 13 % of questions (the pilot: 8-13 %); a run's SFT
-start and its final model share one uniform draw per question, and DPO redraws 8 % of answers at its arm's
-accuracy (the pilot's DPO changed 2-6 % of answers); the test answers are drawn so that the majority answer is
-right on about 15 % of questions and the first-step guesser on 19 %, as on the cpu tier's test set (0.148,
-0.188); the base model never answers in the format (accuracy 0). Bootstrap: 200 question resamples per draw (the
-notebook uses 1,000; the percentile interval is the same statistic).
+The design is the cpu tier's: budgets 30, 100, 300, 1,000 with `small_budget` 300; shares 0, 0.1, 0.5, 1; three
+training seeds; 500 test questions (2- and 3-step chains), the same under every seed. Noise, set from the cpu
+tier's runs: every question has a difficulty shared by all arms and seeds (logit scale, sd 4, each arm's offset
+chosen so that its mean accuracy is the world's), so that two SFT arms near 0.8 disagree on about 13 % of questions
+(the pilot: 8-13 %); a run's SFT start and its final model share one uniform draw per question, and DPO redraws 8 %
+of answers at its arm's accuracy (the pilot's DPO changed 2-6 % of answers); the test answers are drawn so that the
+majority answer is right on about 15 % of questions and the first-step guesser on 19 %, as on the cpu tier's test
+set (0.148, 0.188); the base model never answers in the format (accuracy 0).
+Seeds: each training seed shifts an SFT start's accuracy by a normal effect of sd 0.04 (`SEED_SD`), shared within
+the seed by every arm with the same SFT count (they start from the same cached SFT run, with the same per-question
+draws), and DPO adds its own of sd 0.017 (`DPO_SEED_SD`; a DPO run on the base, share 0, one of sd 0.04). With the
+fresh per-question draws of each seed this gives a between-seed sd of an arm's accuracy of about 0.044 and of
+DPO's own gain of about 0.019: the 3-seed cold cpu run (seeds 0, 1, 2) measured, per arm with SFT, between-seed
+sds 0.003-0.086 (root mean square 0.045; largest where SFT had 3-30 examples: 0.041, 0.038, 0.075, 0.086 at
+(30, 0.1), (30, 0.5), (30, 1), (300, 0.1)) and of DPO's gain 0.002-0.029 (root mean square 0.019).
+Bootstrap: 200 draws per simulated run (the notebook uses 1,000; the same statistic). With the seeds resampled
+(a two-stage bootstrap, the evidence before this design) the null worlds read 5.0 % (mix_wins_large) and 6.0 %
+(small_sft_fixes) false positives; `claim_evidence` now gives the seed part a t interval over seeds
+(`caplab.papers.budget._Boot`). The earlier one-seed design, with the same seed effects (`simulate(..., seeds=1)`)
+and intervals over questions only, reads 18 % (mix_wins_large) and 31.5 % (small_sft_fixes) false positives: one
+seed takes a seed's luck for an allocation effect.
 
 The paper world (`paper_world`): SFT alone rises and saturates, 0.8 (1 - exp(-n / 25)) at n examples (0.56 at 30,
 0.78 at 100, 0.80 at 300 and 1,000; the pilot: 0.62, 0.78, 0.81, 0.78); DPO on an SFT start adds up to 0.08
@@ -37,6 +49,9 @@ MAJORITY_SHARE = 0.148
 FIRST_STEP_SHARE = 0.188
 DIFFICULTY_SD = 4.0
 DPO_REDRAW = 0.08
+SEEDS = 3
+SEED_SD = 0.04
+DPO_SEED_SD = 0.017
 PLAN = allocation.grid(BUDGETS, SHARES, [1.0])
 
 
@@ -70,24 +85,33 @@ def paper_world() -> tuple[dict, dict, dict]:
     return acc, fmt, start
 
 
-def simulate(rng, acc: dict, fmt: dict, start: dict, n: int = QUESTIONS):
-    """(long, base): the notebook's grid frame and the base model's scores for one draw."""
+def simulate(rng, acc: dict, fmt: dict, start: dict, n: int = QUESTIONS, seeds: int = SEEDS):
+    """(long, base): the notebook's grid frame (every arm under `seeds` training seeds, on the same questions) and
+    the base model's scores for one draw. Within a seed, every arm with the same SFT count starts from one SFT
+    model (one seed effect and one set of per-question draws, as in `run_grid`, where it is the same cached run)."""
     others = (1 - MAJORITY_SHARE) / 12
     answers = rng.choice(13, size=n, p=[MAJORITY_SHARE] + [others] * 12).astype(str)
     difficulty = rng.normal(0, DIFFICULTY_SD, n)
     arms = list(zip(PLAN.budget, PLAN.share))
-    p = np.clip([acc[a] for a in arms], 1e-4, 1 - 1e-4)[:, None]
-    p0 = np.clip([start[a] for a in arms], 1e-4, 1 - 1e-4)[:, None]
-    f = np.array([fmt[a] for a in arms])[:, None]
-    u = rng.random((len(PLAN), n))
-    redraw = (rng.random((len(PLAN), n)) < DPO_REDRAW) & (PLAN.n_pft.to_numpy()[:, None] > 0)
-    correct = np.where(redraw, rng.random((len(PLAN), n)) < p, u < expit(_offset(p) + difficulty[None, :]))
-    start_correct = np.where(PLAN.n_sft.to_numpy()[:, None] == 0, False, u < expit(_offset(p0) + difficulty[None, :]))
-    start_correct = np.where(PLAN.n_pft.to_numpy()[:, None] == 0, correct, start_correct)
-    formatted = correct | (rng.random((len(PLAN), n)) < np.maximum(0.0, f - p) / (1 - p))
-    rows = PLAN.loc[PLAN.index.repeat(n)].reset_index(drop=True)
-    long = rows.assign(question=np.tile(np.arange(n), len(PLAN)), answer=np.tile(answers, len(PLAN)),
-                       correct=correct.ravel(), formatted=formatted.ravel(), start_correct=start_correct.ravel())
+    n_sft, n_pft = PLAN.n_sft.to_numpy(), PLAN.n_pft.to_numpy()
+    starts, which = np.unique(n_sft, return_inverse=True)                  # one SFT start per distinct count
+    sft_effect = np.where(n_sft > 0, rng.normal(0, SEED_SD, (seeds, len(starts)))[:, which], 0)   # (seed, arm)
+    dpo_effect = np.where(n_pft > 0, rng.normal(0, np.where(n_sft > 0, DPO_SEED_SD, SEED_SD), (seeds, len(PLAN))), 0)
+    p = np.array([acc[a] for a in arms])[None, :] + sft_effect + dpo_effect
+    p0 = np.array([start[a] for a in arms])[None, :] + sft_effect
+    f = np.array([fmt[a] for a in arms])[None, :, None]
+    p, p0 = (np.clip(x, 1e-4, 1 - 1e-4)[:, :, None] for x in (p, p0))
+    shape = (seeds, len(PLAN), n)
+    u = rng.random((seeds, len(starts), n))[:, which]
+    redraw = (rng.random(shape) < DPO_REDRAW) & (n_pft[None, :, None] > 0)
+    correct = np.where(redraw, rng.random(shape) < p, u < expit(_offset(p) + difficulty))
+    start_correct = np.where(n_sft[None, :, None] == 0, False, u < expit(_offset(p0) + difficulty))
+    start_correct = np.where(n_pft[None, :, None] == 0, correct, start_correct)
+    formatted = correct | (rng.random(shape) < np.maximum(0.0, f - p) / (1 - p))
+    rows = PLAN.loc[np.tile(PLAN.index.repeat(n), seeds)].reset_index(drop=True)
+    long = rows.assign(question=np.tile(np.arange(n), seeds * len(PLAN)), answer=np.tile(answers, seeds * len(PLAN)),
+                       correct=correct.ravel(), formatted=formatted.ravel(), start_correct=start_correct.ravel(),
+                       seed=np.repeat(np.arange(seeds), len(PLAN) * n))
     base = pd.DataFrame({"question": np.arange(n), "answer": answers, "correct": False, "formatted": False,
                          "first_step": rng.random(n) < FIRST_STEP_SHARE})
     return long, base
@@ -137,7 +161,8 @@ def small_sft_fixes(rng, planted: bool):
 CONTROLS = [
     Control("budget.sft_wins_small",
             null_world="at budgets 30 and 100 every SFT share as accurate as SFT alone (0.56 and 0.78, above both "
-                       "guessers: majority 0.148, first step 0.188); 500 questions paired across arms",
+                       "guessers: majority 0.148, first step 0.188); 500 questions x 3 training seeds paired across "
+                       "arms",
             planted_effect="the paper world: SFT alone on top below 300 (0.56 at 30, 0.78 at 100; share 0.5 0.36 "
                            "and 0.70; DPO adds at most 0.08)",
             simulate=sft_wins_small),
