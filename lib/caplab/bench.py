@@ -14,7 +14,8 @@ Throughput is tokens/s summed over the processes, as achieved FLOP/s and as a sh
 of a large `torch.matmul` using every core), counted two ways: 6 N per token with N the non-embedding parameters
 (the scaling-law convention), and the step's model FLOPs (`model_flops_per_token`), which count every matmul,
 the output head's (V d per token, V the vocabulary) and attention's causal scores and weighted sums (6 n_layer T d
-per token at context T) included: at these sizes the head and attention are a large part of the arithmetic the step must do. Prints tables; writes JSON atomically.
+per token at context T) included: at these sizes the head and attention are a large part of the step's arithmetic.
+Prints tables; writes JSON atomically.
 A benchmark, not a test: run it on a quiet machine (another process on the cores changes everything).
 """
 from __future__ import annotations

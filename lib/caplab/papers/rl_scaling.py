@@ -37,6 +37,7 @@ from caplab.stats.fit_compare import compare
 from caplab.stats.fitting import bootstrap, fit_law
 from caplab.stats.regression import slope
 from caplab.stats.resampling import bootstrap_interval, percentile_interval, resample_indices
+from caplab.substrate.family import _non_embedding_params
 from caplab.substrate.models import get_model, param_counts
 from caplab.substrate.sweep import parallel
 from caplab.substrate.tasks import Task
@@ -84,9 +85,10 @@ def warm_settings(warm_sft: dict, warm_steps, n_models: int, seed: int = 0) -> l
             for s in steps]
 
 
-def _cost(spec: dict) -> float:
-    """A tiny shape's relative training cost (width squared times depth), for scheduling the costliest first."""
-    return float(spec.get("d_model", 1)) ** 2 * spec.get("n_layer", 1)
+def _cost(spec: dict) -> int:
+    """A run's relative training cost for scheduling the costliest first: a tiny shape's non-embedding parameters
+    (the family sweep's count), 1 for a model that is already trained (a GPU runs the sizes in turn anyway)."""
+    return 1 if "pretrained" in spec or "path" in spec else _non_embedding_params(spec)
 
 
 def warm_starts(models: list[dict], texts, block_size: int, pretrain: dict, warm_pool: pd.DataFrame,
@@ -123,10 +125,10 @@ def size_curves(starts: list[dict], sizes: pd.DataFrame, pool: pd.DataFrame, tes
                      for start in starts], costs=list(sizes.N))
     curves, finals, points = [], [], []
     for run, size in zip(runs, sizes.itertuples()):
-        curves.append(run.curve.assign(model=size.model, N=size.N))
+        curve = run.curve                               # read from the run's files once
+        curves.append(curve.assign(model=size.model, N=size.N))
         finals.append(run.final.assign(model=size.model, N=size.N))
-        points.append({"model": size.model, "N": size.N, "pass1": 1 - run.curve.error.iloc[0],
-                       "se": run.curve.error_se.iloc[0],
+        points.append({"model": size.model, "N": size.N, "pass1": 1 - curve.error.iloc[0], "se": curve.error_se.iloc[0],
                        "zero_std": run.zero_std_share(first=settings.updates_per_generation)})
     return pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True), pd.DataFrame(points)
 
