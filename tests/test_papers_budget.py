@@ -212,3 +212,58 @@ def test_run_grid_prefetch_gives_the_plain_loops_frame():
     pd.testing.assert_frame_equal(plain, warm)
     one = plain[(plain.seed == 1) & (plain.budget == 8) & (plain.share == 0.5)]
     assert one.start_correct.tolist() == score({"sft": 4, "seed": 1}).correct.tolist()
+
+
+def _seeded_arms(rng, sds, n_seeds=3, n_questions=40):
+    """(seed, question) x arm scores: each arm's per-seed mean shifted by a seed effect of its own sd, the
+    same on every question (no question noise), all arms with true mean 0."""
+    index = pd.MultiIndex.from_product([range(n_seeds), range(n_questions)], names=["seed", "question"])
+    effects = rng.normal(0, sds, (n_seeds, len(sds)))
+    return pd.DataFrame(np.repeat(effects, n_questions, axis=0), index=index,
+                        columns=[f"arm{i}" for i in range(len(sds))]).assign(chance=0.0)
+
+
+def test_many_arms_with_one_seed_variance_share_it():
+    """Twelve arms with equal seed variance: the moderated interval of one arm against a constant is near
+    the pooled-variance t interval (t_{0.975, 24} = 2.06 sd / sqrt(3)), far inside the arm's own 2-df t
+    interval (4.30 of its own sd), and it still covers 0 in about 95 % of worlds."""
+    from scipy import stats
+
+    widths, covered = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        boot = allocation._Boot(_seeded_arms(rng, np.full(12, 0.05)), n_boot=2000, seed=seed)
+        value, lo, hi = boot.compare(["arm0"], ["chance"])
+        widths.append((hi - lo) / 2)
+        covered.append(lo <= 0 <= hi)
+    pooled_half = stats.t.ppf(0.975, 24) * 0.05 / np.sqrt(3)
+    own_half = stats.t.ppf(0.975, 2) * 0.05 / np.sqrt(3)
+    assert np.median(widths) < 0.5 * (pooled_half + own_half)
+    assert np.mean(covered) > 0.88
+
+
+def test_an_arm_noisier_than_the_rest_keeps_most_of_its_own_variance_when_variances_differ():
+    """Arms whose seed variances span a factor of 400: the prior pools little (d0 small), so an interval is
+    not much narrower than its own t interval, and the noisy arms keep their coverage."""
+    sds = np.array([0.003, 0.006, 0.06, 0.06, 0.003, 0.06, 0.006, 0.06, 0.003, 0.06, 0.006, 0.06])
+    covered, d0s = [], []
+    for seed in range(80):
+        rng = np.random.default_rng(seed)
+        boot = allocation._Boot(_seeded_arms(rng, sds), n_boot=2000, seed=seed)
+        d0s.append(boot.prior[0])
+        _, lo, hi = boot.compare(["arm2"], ["chance"])
+        covered.append(lo <= 0 <= hi)
+    assert np.median(d0s) < 2 and np.mean(covered) > 0.88
+
+
+def test_the_lower_bound_of_one_arm_against_the_best_of_several_needs_no_correction():
+    """One arm against three (an intersection: it must beat each): its lower bound is the plain 95 % one of
+    the closest, whereas the best of three arms against one is read at the Bonferroni level over the three."""
+    rng = np.random.default_rng(0)
+    draws = pd.DataFrame({"a": rng.normal(0.3, 0.05, 400), "b": 0.0, "c": 0.0, "d": 0.0})
+    boot = allocation._Boot(draws, n_boot=4000, seed=0)
+    _, lo_one, _ = boot.compare(["a"], ["b", "c", "d"])
+    _, lo_plain, _ = boot.compare(["a"], ["b"])
+    _, lo_best, _ = boot.compare(["a", "b", "c"], ["d"])
+    assert lo_one == pytest.approx(lo_plain)
+    assert lo_best < lo_plain

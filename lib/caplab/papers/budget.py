@@ -19,6 +19,7 @@ import pandas as pd
 
 from caplab.papers import _types as T
 from caplab.params import Tier
+from caplab.stats.moderation import variance_prior
 from caplab.stats.resampling import bootstrap_interval, resample_indices
 from caplab.substrate import chains, runlog
 from caplab.substrate.sweep import parallel
@@ -164,12 +165,17 @@ class _Boot:
     for every comparison, so that differences are paired). `matrix`: (question) or (seed, question) x arm scores
     (arms as columns). One seed: the questions are resampled. Several seeds: a draw is the point plus two
     independent deviations, the question resample's of the seed-averaged scores (which test questions) and a
-    seed-level one, multivariate t with n_seeds - 1 degrees of freedom whose scale is the covariance of the
-    per-seed arm means over sqrt(n_seeds), so that every difference of arms gets its t interval over seeds
-    (mean +- t_{n-1} sd / sqrt(n)) widened by the question noise. Resampling 3 seeds instead (a two-stage
-    bootstrap) puts the seed part of a 95 % interval near the range of the 3 seed values, where the t interval
-    reaches 4.30 sd / sqrt(3) = 2.5 sd either side of the mean: with 3 simulated seeds the budget controls
-    (`caplab.controls.budget`) read 6 % false positives that way."""
+    seed-level one, multivariate t whose scale is the covariance of the per-seed arm means over sqrt(n_seeds), so
+    that every difference of arms gets its t interval over seeds (mean +- t sd / sqrt(n)) widened by the question
+    noise. Resampling 3 seeds instead (a two-stage bootstrap) puts the seed part of a 95 % interval near the range
+    of the 3 seed values, where the t interval reaches 4.30 sd / sqrt(3) = 2.5 sd either side of the mean: with 3
+    simulated seeds the budget controls (`caplab.controls.budget`) read 6 % false positives that way.
+    The covariance is moderated (empirical Bayes, `variance_prior`): with n_seeds - 1 = k degrees of freedom per
+    arm, each arm's seed variance says little alone (t_{0.975, 2} = 4.30), so the sample covariance S of the
+    seed-varying arms is shrunk towards s0^2 I, (d0 s0^2 I + k S) / (d0 + k), on d0 + k degrees of freedom, with
+    (d0, s0^2) the prior of the arms' own variances: little shrinkage where they differ beyond sampling noise.
+    Columns the same under every seed on every question (the base model, the guessers, arms that never answer in
+    the format) carry no seed term, and duplicated columns count once in the prior."""
 
     def __init__(self, matrix: pd.DataFrame, n_boot: int, seed: int):
         if matrix.isna().any().any():
@@ -186,28 +192,40 @@ class _Boot:
         self.columns = list(matrix.columns)
         self.point = cube.mean((0, 1))
         self.draws = q_counts @ cube.mean(0) / n_questions
+        self.prior = (0.0, 0.0)
         if n_seeds > 1:
-            df = n_seeds - 1
+            k = n_seeds - 1
             centred = cube.mean(1) - self.point                        # (seed, arm): per-seed arm means
+            varying = ~(cube == cube[:1]).all((0, 1))
+            distinct = np.unique(cube[:, :, varying].reshape(-1, varying.sum()), axis=1)
+            distinct = distinct.reshape(n_seeds, n_questions, -1).mean(1).var(0, ddof=1)
+            if (distinct > 0).sum() >= 3:
+                self.prior = variance_prior(distinct[distinct > 0], k)
+            d0, s0 = self.prior
+            d0 = min(d0, 1e6)
+            df = d0 + k
             z = rng.standard_normal((n_boot, n_seeds))
+            deviation = z @ centred + np.sqrt(d0 * s0) * rng.standard_normal((n_boot, len(self.columns))) * varying
             scale = np.sqrt(df / rng.chisquare(df, n_boot))[:, None] / np.sqrt(df * n_seeds)
-            self.draws = self.draws + (z @ centred) * scale
+            self.draws = self.draws + deviation * scale
 
     def has(self, column) -> bool:
         return column in self.columns
 
     def compare(self, a, b, level: float = 0.95) -> tuple[float, float, float]:
-        """The best of arms `a` minus the best of arms `b` (each a list of columns), with an interval that holds
-        whichever arms are best: percentile intervals of every pairwise difference a_i - b_j at the Bonferroni
-        level 1 - (1 - level) / (|a| |b|), combined as [max_i min_j lo_ij, max_i min_j hi_ij] (re-choosing the best
-        arm on each resample instead would read the selection's own noise as an effect)."""
+        """The best of arms `a` minus the best of arms `b` (each a list of columns), max_i min_j (a_i - b_j), with
+        an interval that holds whichever arms are best: percentile intervals of every pairwise difference, combined
+        as [max_i min_j lo_ij, max_i min_j hi_ij]. The lower bound fails only if some a_i's interval against its
+        own best b_j does, so its tail is Bonferroni over |a|; the upper bound fails only if the best a_i's
+        interval against some b_j does, so its tail is Bonferroni over |b| (re-choosing the best arm on each
+        resample instead would read the selection's own noise as an effect)."""
         ia, ib = [self.columns.index(c) for c in a], [self.columns.index(c) for c in b]
         if not ia or not ib:
             raise ValueError("no arm to compare")
-        pairs = len(ia) * len(ib)
-        tail = (1 - level) / (2 * pairs)
+        tail = (1 - level) / 2
         diffs = self.draws[:, ia][:, :, None] - self.draws[:, ib][:, None, :]
-        lo, hi = np.quantile(diffs, [tail, 1 - tail], axis=0)
+        lo = np.quantile(diffs, tail / len(ia), axis=0)
+        hi = np.quantile(diffs, 1 - tail / len(ib), axis=0)
         point = self.point[ia][:, None] - self.point[ib][None, :]
         return float(point.min(1).max()), float(lo.min(1).max()), float(hi.min(1).max())
 
@@ -292,9 +310,9 @@ def claim_evidence(long: pd.DataFrame, small_budget: float = 1000, small_share: 
                    ) -> dict[str, tuple[float, float, float]]:
     """Numbers the claims are judged on, at the cost ratio `ratio`, each (value, lo, hi): differences of accuracy
     over the same test questions (and training seeds, where `long` has several) with paired intervals from one set
-    of draws (`_Boot`: questions resampled; with several seeds, a t-distributed seed term as well). "The best of a
-    set" of arms is read with simultaneous (Bonferroni) intervals over the arms (`_Boot.compare`); "at every
-    budget" is the smallest difference, with the smallest bounds.
+    of draws (`_Boot`: questions resampled; with several seeds, a t-distributed seed term as well, its covariance
+    moderated across arms). "The best of a set" of arms is read with simultaneous (Bonferroni) bounds over the
+    arms (`_Boot.compare`); "at every budget" is the smallest difference, with the smallest bounds.
     - sft_only_minus_best_mix_small: the smallest, over budgets below `small_budget`, of SFT alone (share 1) minus
       the best other share (SFT must win at each small budget);
     - best_mix_minus_sft_only_large: at the largest budget, the best share strictly between 0 and 1 minus share 1,

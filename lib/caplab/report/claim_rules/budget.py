@@ -2,8 +2,8 @@
 
 Every number is a difference of accuracy over the same test questions with a paired bootstrap interval (one set of
 question resamples; the best arm of a set chosen again on every resample), from `caplab.papers.budget.
-claim_evidence`; with several training seeds, a t interval over seeds as well. The no-skill references are recorded in the
-same run and scored per question: the majority-answer guesser and the first-step guesser (solves only the first
+claim_evidence`; with several training seeds, a t interval over seeds as well, its variance moderated across arms
+(`caplab.stats.moderation`). The no-skill references are recorded in the same run and scored per question: the majority-answer guesser and the first-step guesser (solves only the first
 operation); "chance" is the better of the two (the base model, which never writes the answer format, scores below
 both)."""
 from caplab.report.rules import Above, AllOf, Below, Powered
