@@ -73,7 +73,7 @@ def claim_rule(claim_id):
 
 
 def _rule_text(claim_id):
-    return claim_rule(claim_id).describe()
+    return calibration.measured_text(claim_rule(claim_id))
 
 
 def test_only_capped_claims_have_slow_or_short_controls():
@@ -87,7 +87,8 @@ def _claim(rule, cid="demo.claim"):
 
 
 def _oc(claim, fpr=0.01, power=0.9):
-    return calibration.OperatingCharacteristics(claim=claim.id, rule=claim.rule.describe(), false_positive_rate=fpr,
+    return calibration.OperatingCharacteristics(claim=claim.id, rule=calibration.measured_text(claim.rule),
+                                                false_positive_rate=fpr,
                                                 null_draws=200, power=power, planted_draws=100, null_world="n",
                                                 planted_effect="p", seed=0)
 
@@ -112,6 +113,21 @@ def test_gate(monkeypatch):
     assert claim.judge(yes, "cpu").verdict == INCONCLUSIVE
     uncontrolled = Claim("demo.claim", "s", "v", rule=Above("x", 0.0))
     assert uncontrolled.judge(yes, "cpu").verdict == REPRODUCED
+
+
+def test_a_capped_claims_record_is_of_the_rule_under_the_cap(monkeypatch):
+    """A cap's reason can be reworded without re-measuring (the control measured the rule under it), a change of
+    that rule makes the record stale, and the capped claim stays inconclusive whatever its rule reads."""
+    records = {}
+    monkeypatch.setattr(calibration, "recorded", lambda: records)
+    measured = _claim(Capped(Above("x", 0.0), why="the old reason"))
+    records[measured.id] = _oc(measured)
+    reworded = _claim(Capped(Above("x", 0.0), why="a new reason"))
+    assert calibration.status(reworded)[1] is None and reworded.operating()["false_positive_rate"] == 0.01
+    assert calibration.status(_claim(Capped(Above("x", 0.1), why="the old reason")))[1] is not None
+    assert reworded.judge({"x": Metric("x", 1.0, 0.5, 1.5)}, "cpu").verdict == INCONCLUSIVE
+    uncapped = _claim(Above("x", 0.0))                     # lifting the cap keeps the record of the same rule
+    assert calibration.status(uncapped)[1] is None
 
 
 def test_equivalence_is_not_absence_of_evidence():

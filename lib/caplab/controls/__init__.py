@@ -115,13 +115,12 @@ def measure(control: Control, *, seed: int = 0, null_draws: int | None = None,
     """Run the control: the share of null draws and of planted draws that the claim's rule reads "reproduced" (for
     a capped claim, the rule under the cap). Draw i of the null world uses the generator seeded [seed, 0, i], of the
     planted world [seed, 1, i]; the record keeps which draws read "reproduced" (`replay` checks them)."""
-    from caplab.report.registry import claim
     n0 = control.null_draws if null_draws is None else null_draws
     n1 = control.planted_draws if planted_draws is None else planted_draws
     check_draws(control, n0)
     null_hits = tuple(i for i in range(n0) if draw(control, seed, False, i))
     planted_hits = tuple(i for i in range(n1) if draw(control, seed, True, i))
-    return OperatingCharacteristics(claim=control.claim, rule=claim(control.claim).rule.describe(),
+    return OperatingCharacteristics(claim=control.claim, rule=measured_rule(control.claim).describe(),
                                     false_positive_rate=len(null_hits) / n0, null_draws=n0,
                                     power=(len(planted_hits) / n1) if n1 else None, planted_draws=n1,
                                     null_world=control.null_world, planted_effect=control.planted_effect, seed=seed,

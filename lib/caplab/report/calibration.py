@@ -28,7 +28,7 @@ MEASURED = Path(__file__).resolve().parents[1] / "controls" / "measured"
 @dataclass(frozen=True)
 class OperatingCharacteristics:
     claim: str
-    rule: str                          # the rule's text when measured: a record of another rule does not count
+    rule: str                          # the measured rule's text (`measured_text`): a record of another rule does not count
     false_positive_rate: float         # share of null draws read "reproduced"
     null_draws: int
     power: float | None                # share of planted draws read "reproduced" (None: no planted world)
@@ -66,12 +66,19 @@ def recorded() -> dict[str, OperatingCharacteristics]:
     return out
 
 
+def measured_text(rule) -> str:
+    """The text a record keeps of the rule its control measured: the claim's rule, or for a capped claim the rule
+    under the cap (the cap's reason changes nothing a control measures)."""
+    from caplab.report.rules import Capped
+    return (rule.rule if isinstance(rule, Capped) else rule).describe()
+
+
 def status(claim) -> tuple[OperatingCharacteristics | None, str | None]:
     """(record, problem): the claim's measured record, and why the rule is not calibrated (None when it is)."""
     oc = recorded().get(claim.id)
     if oc is None:
         return None, "no null and planted controls measured for this claim"
-    if oc.rule != claim.rule.describe():
+    if oc.rule != measured_text(claim.rule):
         return oc, "the rule changed since its controls were measured (python -m caplab controls --write)"
     if oc.false_positive_rate > FPR_BOUND:
         return oc, (f"a null world reads 'reproduced' in {oc.false_positive_rate:.0%} of {oc.null_draws} draws "

@@ -61,7 +61,7 @@ class Claim:
         if isinstance(self.rule, NotImplementedYet):
             return {"false_positive_rate": None, "power": None, "calibration": "no experiment"}
         oc, problem = calibration.status(self)
-        fresh = oc is not None and oc.rule == self.rule.describe()
+        fresh = oc is not None and oc.rule == calibration.measured_text(self.rule)
         return {"false_positive_rate": oc.false_positive_rate if fresh else None,
                 "power": oc.power if fresh else None,
                 "null_draws": oc.null_draws if fresh else None, "planted_draws": oc.planted_draws if fresh else None,

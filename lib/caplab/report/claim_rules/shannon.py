@@ -1,10 +1,20 @@
 """The verdict rules of the shannon claims, by claim id (merged into `caplab.report.registry.RULES`)."""
 from caplab.report.rules import Above, AllOf, Below, Capped, Powered
 
-ISSUE_17_FITS = "its control fits every law in every simulated world to convergence, each from its own population " \
-                "optimum (the earlier 10-35 % false positives came from baselines left unconverged), at 5-20 s a draw on " \
-                "the shared two-core machine: the 200 null draws a judged rule needs, and their replay in make test, wait " \
-                "for the faster fitter (issue 17)"
+# The fit-based controls (`caplab.controls.shannon`: every law fitted to convergence in every simulated world, each
+# from its own population optimum) were measured on 200 null and 100 planted draws (session 30, a quiet core, 1-2 s
+# a draw): the rules are calibrated but cannot succeed on the cpu grid, so the claims stay capped until a redesign.
+NO_POWER_AIC = "the cpu design can show it: in a planted Shannon world (a basin along tokens) the rule reads " \
+               "reproduced in 2 % of 100 draws (false positives: 1 % of 200), since on 4 sizes over 8x and 10 " \
+               "checkpoints the perturbation-aware baselines fit the planted basin about as well (AIC gaps near 0) " \
+               "and the interval has 4 model clusters (issue 17)"
+NO_POWER_EXTRAPOLATION = "the cpu design can show it: in a planted Shannon world the rule reads reproduced in 0 % of " \
+                         "100 draws (false positives: 3 % of 200), since each setting's extrapolation is the largest " \
+                         "model's 3 later checkpoints, too few rows for an R^2 interval (issue 17)"
+
+FALSE_EXPONENTS = "the rule is calibrated: in null worlds where delta = beta it reads reproduced in 6.5 % of 200 " \
+                  "draws (bound 5 %; power 31 % of 100), since the fitted law's modes alone put delta - beta above 0 " \
+                  "in some worlds: identifying delta under a multimodal fit is the redesign (issue 17)"
 
 RULES = {
     # Basins that noise cannot fake (`caplab.science.basin_test`): in every series (one model along checkpoints, or
@@ -21,7 +31,7 @@ RULES = {
     # for its parameters), and more negative than on the clean setting of the same run (the advantage is specific to
     # perturbation, not the law's flexibility).
     "shannon.fit_beats_baselines": Capped(AllOf((Below("aic_gap_perturbed", 0.0),
-                                                 Below("aic_gap_perturbed_minus_clean", 0.0))), why=ISSUE_17_FITS),
+                                                 Below("aic_gap_perturbed_minus_clean", 0.0))), why=NO_POWER_AIC),
     # Fit on the smaller models and earlier checkpoints, predict the largest model later on. Judged only if some
     # law extrapolates the clean setting (R^2 > 0.5: the protocol has room to succeed); then, pooled over the
     # perturbed settings' held-out rows (paired bootstrap over those rows), Shannon's R^2 of log loss lies above 0.5
@@ -32,7 +42,7 @@ RULES = {
                                                   Below("extrapolation_log_rmse_shannon_minus_carry_forward", 0.0))),
                                            guards=(Above("extrapolation_r2_clean_best", 0.5),),
                                            why="some law extrapolates the clean setting (positive control, R^2 > "
-                                               "0.5)"), why=ISSUE_17_FITS),
+                                               "0.5)"), why=NO_POWER_EXTRAPOLATION),
     # The 2-bit damage (quantized minus clean loss) against log tokens, post-warm-up checkpoints: one slope per
     # model, the mean slope's t interval over models lies above 0.
     "shannon.quantization_hurts_overtrained": Above("quant2_damage_slope_log_tokens", 0.0),
@@ -40,10 +50,11 @@ RULES = {
     # identified (at least one perturbed setting where the law beats the same law without that term in a
     # likelihood-ratio test, p < 0.05 with 2 df; the term's share of the loss never bit: 0.57 perturbed vs 0.59 clean);
     # then the median over those settings lies above 0 and above the clean setting's (the fitted law's modes alone
-    # put delta - beta above 0 in 20 % of null worlds where delta = beta; with the clean comparison still 15 %)
+    # put delta - beta above 0 in 20 % of null worlds where delta = beta; with the clean comparison 15 % of 20
+    # draws, and 6.5 % of 200 when measured in full)
     "shannon.exponents": Capped(Powered(AllOf((Above("shannon_delta_minus_beta", 0.0),
                                                Above("shannon_delta_minus_beta_perturbed_minus_clean", 0.0))),
                                         guards=(Above("d_term_identified_settings", 0.0),),
                                         why="the d D^delta term is identified in some perturbed setting (likelihood-"
-                                            "ratio test against the law without it)"), why=ISSUE_17_FITS),
+                                            "ratio test against the law without it)"), why=FALSE_EXPONENTS),
 }
