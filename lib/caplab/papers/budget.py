@@ -196,16 +196,17 @@ class _Boot:
         if n_seeds > 1:
             k = n_seeds - 1
             centred = cube.mean(1) - self.point                        # (seed, arm): per-seed arm means
-            varying = ~(cube == cube[:1]).all((0, 1))
-            distinct = np.unique(cube[:, :, varying].reshape(-1, varying.sum()), axis=1)
-            distinct = distinct.reshape(n_seeds, n_questions, -1).mean(1).var(0, ddof=1)
-            if (distinct > 0).sum() >= 3:
-                self.prior = variance_prior(distinct[distinct > 0], k)
-            d0, s0 = self.prior
+            varying = ~(cube == cube[:1]).all((0, 1))                 # arms with any seed-to-seed difference
+            distinct = np.unique(cube[:, :, varying].reshape(-1, varying.sum()), axis=1)   # duplicates once
+            variances = distinct.reshape(n_seeds, n_questions, -1).mean(1).var(0, ddof=1)
+            if (variances > 0).sum() >= 3:
+                self.prior = variance_prior(variances[variances > 0], k)       # (d0, s0^2)
+            d0, s0_sq = self.prior
             d0 = min(d0, 1e6)
             df = d0 + k
             z = rng.standard_normal((n_boot, n_seeds))
-            deviation = z @ centred + np.sqrt(d0 * s0) * rng.standard_normal((n_boot, len(self.columns))) * varying
+            prior = np.sqrt(d0 * s0_sq) * rng.standard_normal((n_boot, len(self.columns))) * varying
+            deviation = z @ centred + prior                     # covariance d0 s0^2 I + k S
             scale = np.sqrt(df / rng.chisquare(df, n_boot))[:, None] / np.sqrt(df * n_seeds)
             self.draws = self.draws + deviation * scale
 
