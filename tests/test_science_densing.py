@@ -163,3 +163,25 @@ def test_second_reference_family_takes_the_reference_role():
     assert table.loc["D0", "A_spread"] == pytest.approx(0.003)
     assert table.loc["benchmarks", "A_spread"] == pytest.approx(0.006)
     assert table.loc["benchmarks", "undefined"] == 1
+
+
+def test_sensitivity_is_cached_and_read_back_unchanged(tmp_path, monkeypatch):
+    """The sensitivity grid (every variant refits both steps) is computed once per content: a second call reads
+    the same frame back without refitting, and a change of the scores computes again."""
+    from caplab.controls import densing as controls
+    from caplab.papers import densing as exp
+    from caplab.science import densing_estimate
+    from caplab.substrate.cache import Cache
+
+    models, scores = controls.world(np.random.default_rng(0), {"ref": 1.0, "t2": 2.0})
+    cache, calls = Cache(tmp_path, version="v1"), []
+    real = densing_estimate._sensitivity
+    monkeypatch.setattr(densing_estimate, "_sensitivity", lambda *a: calls.append(1) or real(*a))
+    p = controls.P
+    first = exp.sensitivity(models, scores, p, cache=cache)
+    again = exp.sensitivity(models, scores, p, cache=cache)
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, real(models, scores, p))
+    assert len(calls) == 1 and len(first) >= len(p.D0_sensitivity)
+    exp.sensitivity(models, scores.assign(loss_sum=scores.loss_sum * 1.01), p, cache=cache)
+    assert len(calls) == 2
