@@ -349,4 +349,4 @@ class Capped(Rule):
 
     def decide(self, evidence):
         inner = self.rule.apply(evidence)
-        return INCONCLUSIVE, f"{self.why}; the rule alone reads {inner.verdict}: {inner.reason}"
+        return INCONCLUSIVE, f"capped until {self.why}; the rule alone reads {inner.verdict}: {inner.reason}"

@@ -5,17 +5,17 @@ from caplab.report.rules import Above, AllOf, Below, Capped, Powered
 # from its own population optimum; clean plus three perturbed settings) were measured on 200 null and 100 planted
 # draws (session 30, a quiet core, 2-4 s a draw): the rules are calibrated but rarely succeed where the effect is
 # planted, so the claims stay capped until a design with power (and their replay in make test costs 2-4 s a draw).
-NO_POWER_AIC = "the cpu design can show it: in a planted Shannon world (three perturbed settings with a basin along " \
+NO_POWER_AIC = "a design with power (issue 17): in a planted Shannon world (three perturbed settings with a basin along " \
                "tokens) the rule reads reproduced in 16 % of 100 draws (false positives: 0 % of 200): on 4 sizes over " \
                "8x and 10 checkpoints the perturbation-aware baselines fit the planted basin nearly as well, and the " \
-               "interval has 4 model clusters (issue 17)"
-NO_POWER_EXTRAPOLATION = "the cpu design can show it: in a planted Shannon world (three perturbed settings) the rule " \
-                         "reads reproduced in 29 % of 100 draws (false positives: 1.5 % of 200); each setting's " \
-                         "extrapolation is the largest model's 3 later checkpoints (issue 17)"
+               "interval has 4 model clusters"
+NO_POWER_EXTRAPOLATION = "a design with power (issue 17): in a planted Shannon world (three perturbed settings) the " \
+                         "rule reads reproduced in 29 % of 100 draws (false positives: 1.5 % of 200); each setting's " \
+                         "extrapolation is the largest model's 3 later checkpoints"
 
-FALSE_EXPONENTS = "the rule is calibrated: in null worlds where delta = beta it reads reproduced in 6.5 % of 200 " \
-                  "draws (bound 5 %; power 31 % of 100), since the fitted law's modes alone put delta - beta above 0 " \
-                  "in some worlds: identifying delta under a multimodal fit is the redesign (issue 17)"
+FALSE_EXPONENTS = "a rule within the false-positive bound (issue 17): in null worlds where delta = beta it reads " \
+                  "reproduced in 6.5 % of 200 draws (bound 5 %; power 31 % of 100), since the fitted law's modes alone " \
+                  "put delta - beta above 0 in some worlds; identifying delta under a multimodal fit is the redesign"
 
 RULES = {
     # Basins that noise cannot fake (`caplab.science.basin_test`): in every series (one model along checkpoints, or
