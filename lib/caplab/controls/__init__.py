@@ -98,8 +98,7 @@ def _plain(x):
 def measured_rule(claim_id: str):
     """The rule whose rates a control measures: the claim's own, or for a claim capped at "inconclusive" until a
     redesign (`Capped`), the rule it applies underneath (so the record says whether that rule is ready)."""
-    rule = _claim_rule(claim_id)
-    return rule.rule if isinstance(rule, Capped) else rule
+    return calibration.under_cap(_claim_rule(claim_id))
 
 
 def reads_reproduced(control: Control, rng: np.random.Generator, planted: bool) -> bool:

@@ -37,7 +37,7 @@ from caplab.stats.fit_compare import compare
 from caplab.stats.fitting import bootstrap, fit_law
 from caplab.stats.regression import slope
 from caplab.stats.resampling import bootstrap_interval, percentile_interval, resample_indices
-from caplab.substrate.family import _non_embedding_params
+from caplab.substrate.family import non_embedding_params
 from caplab.substrate.models import get_model, param_counts
 from caplab.substrate.sweep import parallel
 from caplab.substrate.tasks import Task
@@ -88,7 +88,7 @@ def warm_settings(warm_sft: dict, warm_steps, n_models: int, seed: int = 0) -> l
 def _cost(spec: dict) -> int:
     """A run's relative training cost for scheduling the costliest first: a tiny shape's non-embedding parameters
     (the family sweep's count), 1 for a model that is already trained (a GPU runs the sizes in turn anyway)."""
-    return 1 if "pretrained" in spec or "path" in spec else _non_embedding_params(spec)
+    return 1 if "pretrained" in spec or "path" in spec else non_embedding_params(spec)
 
 
 def warm_starts(models: list[dict], texts, block_size: int, pretrain: dict, warm_pool: pd.DataFrame,

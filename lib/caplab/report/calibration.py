@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from caplab.report.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
+from caplab.report.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Capped, Verdict
 
 FPR_BOUND = 0.05
 POWER_BOUND = 0.8
@@ -66,11 +66,15 @@ def recorded() -> dict[str, OperatingCharacteristics]:
     return out
 
 
+def under_cap(rule):
+    """The rule a control measures: the claim's rule, or for a capped claim the rule under the cap."""
+    return rule.rule if isinstance(rule, Capped) else rule
+
+
 def measured_text(rule) -> str:
-    """The text a record keeps of the rule its control measured: the claim's rule, or for a capped claim the rule
-    under the cap (the cap's reason changes nothing a control measures)."""
-    from caplab.report.rules import Capped
-    return (rule.rule if isinstance(rule, Capped) else rule).describe()
+    """The text a record keeps of the rule its control measured (`under_cap`: the cap's reason changes nothing a
+    control measures)."""
+    return under_cap(rule).describe()
 
 
 def status(claim) -> tuple[OperatingCharacteristics | None, str | None]:

@@ -20,7 +20,9 @@ import pandas as pd
 
 from caplab.science import densing
 from caplab.science.densing_experiment import Params
+from caplab.science.law_fits import frame_digest
 from caplab.stats.fitting import fit_law
+from caplab.substrate.cache import default_cache
 
 
 class Matrices:
@@ -261,9 +263,6 @@ def sensitivity(models: pd.DataFrame, scores: pd.DataFrame, p: Params, *, cache=
     benchmark subset change: one row per variant (both steps refitted for a subset or a family; D0 only changes the
     inversion). Cached like training runs (key: both frames' contents, the parameters, the source version; about
     50 s of refits on two cores at the cpu tier); `cache=False` computes without the cache."""
-    from caplab.science.law_fits import frame_digest
-    from caplab.substrate.cache import default_cache
-
     if cache is False:
         return _sensitivity(models, scores, p)
     cache = cache if cache is not None else default_cache()

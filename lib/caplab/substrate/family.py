@@ -51,7 +51,7 @@ def log_spaced_tokens(first: int, last: int, n: int) -> list[int]:
 
 
 # -- shapes ------------------------------------------------------------------------------------------------------
-def _non_embedding_params(spec: dict) -> int:
+def non_embedding_params(spec: dict) -> int:
     """Non-embedding parameters of a tiny shape, counted on the meta device (no memory, no init)."""
     with torch.device("meta"):
         model, _ = tiny_model(dict(spec))
@@ -79,7 +79,7 @@ def log_spaced_shapes(n: int, min_params: float, max_params: float, family: str 
     for target in np.geomspace(min_params, max_params, n):
         d_model = head_dim * max(1, round((aspect * target / 12) ** (1 / 3) / head_dim))
         base = {"family": family, "d_model": d_model, "n_head": d_model // head_dim, **common}
-        one, two = (_non_embedding_params({**base, "n_layer": k}) for k in (1, 2))
+        one, two = (non_embedding_params({**base, "n_layer": k}) for k in (1, 2))
         n_layer = max(1, round((target - one) / (two - one)) + 1)
         shapes.append({"name": f"d{d_model}-L{n_layer}", **base, "n_layer": n_layer})
     names = [s["name"] for s in shapes]
@@ -130,7 +130,7 @@ def train_family(shapes: list[dict], corpus: TokenDataset, config: dict, checkpo
 
     runs = parallel([lambda spec=spec: train_cached(spec, corpus, train_config, cache=cache)
                      for _, spec, _, _ in members],
-                    costs=[_non_embedding_params(spec) + 1 for _, spec, _, _ in members])
+                    costs=[non_embedding_params(spec) + 1 for _, spec, _, _ in members])
     rows = []
     for (name, spec, (d, n_layer, n_head), family), run in zip(members, runs):
         counts = run.summary["n_params"]
