@@ -108,6 +108,22 @@ def test_parameters_refuse_checkpoints_inside_the_warm_up_and_a_single_draw():
         from_namespace(exp.Params, {**cpu, "perturbation_seeds": [0]})
 
 
+
+def test_the_controls_simulate_the_cpu_tiers_design():
+    """The controls' grid (`caplab.controls.shannon`) is the cpu tier's: its sizes' non-embedding counts, its
+    checkpoints and the extrapolation's cut; a change of the design without the controls fails here."""
+    import yaml
+    from caplab.controls import shannon as controls
+    from caplab.substrate.family import family_shapes, log_spaced_tokens, non_embedding_params
+    from conftest import REPO
+    cpu = yaml.safe_load((REPO / "notebooks" / "params" / "shannon" / "cpu.yaml").read_text())
+    sizes = sorted(non_embedding_params({k: v for k, v in s.items() if k != "name"})
+                   for s in family_shapes(cpu["family"]))
+    assert tuple(sizes) == controls.SIZES
+    targets = log_spaced_tokens(**cpu["checkpoints"])
+    assert list(controls.grid().target_tokens.unique()) == targets
+    assert cpu["extrapolation_checkpoint"] == controls.EXTRAPOLATION_CHECKPOINT
+
 def test_carry_forward_holds_the_largest_models_last_fitted_loss():
     frame = pd.DataFrame({"setting": "none", "params_non_embedding": np.repeat([1e4, 1e5], 4),
                           "target_tokens": np.tile([1, 2, 3, 4], 2), "loss": np.arange(8.0)})

@@ -7,8 +7,8 @@ import torch
 from caplab.substrate import data
 from caplab.substrate.cache import Cache
 from caplab.substrate.evaluate import mean_loss
-from caplab.substrate.family import (COLUMNS, for_each_checkpoint, log_spaced_shapes, log_spaced_tokens,
-                                     train_family)
+from caplab.substrate.family import (COLUMNS, family_shapes, for_each_checkpoint, log_spaced_shapes,
+                                     log_spaced_tokens, train_family)
 from caplab.substrate.models import load_local, param_counts, tiny_model
 
 SHAPES = [{"name": "big", "d_model": 64, "n_layer": 1, "n_head": 2}, {"d_model": 32, "n_layer": 1, "n_head": 1}]
@@ -54,6 +54,21 @@ def test_log_spaced_shapes_have_log_spaced_non_embedding_counts():
     with pytest.raises(ValueError, match="family"):
         log_spaced_shapes(3, 1e5, 1e6, family="gpt2")
 
+
+
+def test_a_family_of_one_depth_differs_by_width_alone():
+    shapes = family_shapes({"kind": "tiny_widths", "widths": [64, 32, 96], "n_layer": 2, "head_dim": 16,
+                            "max_seq_len": 64})
+    assert [s["name"] for s in shapes] == ["d32-L2", "d64-L2", "d96-L2"]                   # smallest first
+    built = [tiny_model({k: v for k, v in s.items() if k != "name"})[0] for s in shapes]
+    assert [m.config.num_hidden_layers for m in built] == [2, 2, 2]
+    assert [m.config.num_attention_heads for m in built] == [2, 4, 6]
+    counts = [param_counts(m)["non_embedding"] for m in built]
+    assert counts[0] < counts[1] < counts[2]
+    with pytest.raises(ValueError, match="multiples of head_dim"):
+        family_shapes({"kind": "tiny_widths", "widths": [32, 40], "n_layer": 2, "head_dim": 16})
+    with pytest.raises(ValueError, match="unknown key 'n'"):
+        family_shapes({"kind": "tiny_widths", "widths": [32], "n_layer": 2, "n": 3})
 
 def test_family_frame_checkpoints_and_order(family):
     _, frame = family

@@ -1,8 +1,8 @@
 """Controls of the shannon claims: simulated tidy `losses` tables (the notebook's columns: model,
 params_non_embedding, tokens, target_tokens, perturbation, level, setting, draw, loss, loss_se, and for the basins
 the per-block losses), pushed through the same functions (`caplab.science.basin_test`, `caplab.science.law_fits`,
-`caplab.papers.shannon`) and the registry's rules. The grid is the cpu tier's: 4 sizes over 8x, 10 post-warm-up
-checkpoints from 50k to 1.2M tokens.
+`caplab.papers.shannon`) and the registry's rules. The grid is the cpu tier's: 6 sizes over 34x (`SIZES`), 10
+post-warm-up checkpoints from 50k to 1.2M tokens.
 
 Worlds. Null ("monotone"): every setting follows a Chinchilla law, E + A/N^0.3 + B/D^0.35, a perturbation only
 raises E (no noise term, no basin, nothing Shannon-specific). Planted ("Shannon"): the clean setting follows a
@@ -42,12 +42,19 @@ CLEAN = dict(a=0.012, b=1.0, c=1e-6, d=1e-6, e=1.0, alpha=0.15, beta=0.5, gamma=
 CHIN = dict(E=0.5, A=30.0, alpha=0.3, B=40.0, beta=0.35)
 
 
-def grid(n_models: int = 4, n_checkpoints: int = 10, sizes=(1.3e4, 1e5), tokens=(5e4, 1.2e6)) -> pd.DataFrame:
-    """The cpu tier's design by default: 4 sizes over 8x, 10 post-warm-up checkpoints from 50k to 1.2M tokens."""
-    sizes = np.geomspace(*sizes, n_models)
+# The cpu tier's design (notebooks/params/shannon/cpu.yaml; a test checks they agree): the six two-layer sizes'
+# non-embedding parameter counts (widths 16 to 96), ten checkpoints log-spaced from 50k to 1.2M tokens
+SIZES = (6592, 25472, 56640, 100096, 155840, 223872)
+TOKENS = (5e4, 1.2e6)
+CHECKPOINTS = 10
+
+
+def grid(sizes=SIZES, n_checkpoints: int = CHECKPOINTS, tokens=TOKENS) -> pd.DataFrame:
+    """The cpu tier's design by default: one row per (size, checkpoint)."""
+    sizes = np.asarray(sizes, dtype=float)
     tokens = np.geomspace(*tokens, n_checkpoints).round()
     n, d = np.meshgrid(sizes, tokens, indexing="ij")
-    return pd.DataFrame({"model": [f"m{i}" for i in range(n_models) for _ in range(n_checkpoints)],
+    return pd.DataFrame({"model": [f"m{i}" for i in range(len(sizes)) for _ in range(n_checkpoints)],
                          "params_non_embedding": n.ravel(), "tokens": d.ravel(), "target_tokens": d.ravel().astype(int)})
 
 
@@ -59,21 +66,6 @@ def true_loss(points: pd.DataFrame, planted: bool, strength: float) -> np.ndarra
     return CHIN["E"] + 0.3 * strength + CHIN["A"] / n ** CHIN["alpha"] + CHIN["B"] / d ** CHIN["beta"]
 
 
-def losses(rng, planted: bool, settings: dict, n_models: int = 4, n_checkpoints: int = 10,
-           draw_sd: float = 0.0, **ranges) -> pd.DataFrame:
-    """A tidy losses table: one row per (model, checkpoint, setting). settings: {(perturbation, level): strength}.
-    `draw_sd`: the perturbation draw's own noise (relative), not in loss_se (one draw per setting)."""
-    frames = []
-    for (kind, level), strength in settings.items():
-        points = grid(n_models, n_checkpoints, **ranges)
-        truth = true_loss(points, planted, strength)
-        se = SE_REL * truth
-        extra = draw_sd * truth * rng.normal(size=len(points)) if kind != "none" else 0.0
-        frames.append(points.assign(perturbation=kind, level=float(level), loss=truth + se * rng.normal(size=len(points))
-                                    + extra, loss_se=se))
-    return exp.with_setting(pd.concat(frames, ignore_index=True))
-
-
 # -- basins ---------------------------------------------------------------------------------------------------------
 SCAN = {("none", 0): 0.0, ("noise", 0.3): 0.1, ("noise", 0.6): 0.25, ("noise", 1.0): 0.5, ("quant", 4): 0.05, ("quant", 3): 0.25, ("quant", 2): 1.0, ("sft", 10): 0.5}
 RANDOM = {"noise", "sft"}          # perturbations with their own draw (two seeds each, as in the notebook)
@@ -82,12 +74,12 @@ DRAW_SD, DRAW_RHO = 0.01, 0.7      # a draw's own effect (relative, times the st
 BASIN_BOOTSTRAP = 400
 
 
-def basin_world(rng, planted: bool, n_models: int = 4, n_checkpoints: int = 10) -> tuple[pd.DataFrame, np.ndarray]:
+def basin_world(rng, planted: bool, sizes=SIZES, n_checkpoints: int = CHECKPOINTS) -> tuple[pd.DataFrame, np.ndarray]:
     """The notebook's scan with per-block losses: a loss per (setting, draw, model, checkpoint) and evaluation
     block = the world's mean loss + the block's difficulty (sd 0.1 nats, shared by every row: the blocks are the
     same for every model and setting) + the row's own block noise (sd 0.03) + for a random perturbation, its
     draw's effect (sd 1 % of the loss times the strength + 0.1, AR(1) along checkpoints, rho 0.7)."""
-    points = grid(n_models, n_checkpoints)
+    points, n_models = grid(sizes, n_checkpoints), len(sizes)
     difficulty = rng.normal(0, BLOCK_SD, BLOCKS)
     frames, blocks = [], []
     for (kind, level), strength in SCAN.items():
@@ -126,7 +118,7 @@ FIT_OPTIONS = {"Shannon": {"fixed": {"b": 1.0}},
                "Chinchilla + perturbation term": exp.AWARE["Chinchilla + perturbation term"],
                exp.WITHOUT_D: {"fixed": {"b": 1.0}}}
 FIT = dict(delta=1e-3, warn=False)
-EXTRAPOLATION_CHECKPOINT = 6          # the cpu tier's: 3 smaller models x 7 checkpoints fitted, 3 held out
+EXTRAPOLATION_CHECKPOINT = 6          # the cpu tier's: 5 smaller models x 7 checkpoints fitted, 3 held out
 FIT_BOOTSTRAP = 8                     # the exponent control's warm-started refits per fit, as the notebook's cpu tier
 NESTED = [exp.WITHOUT_D]
 # perturbed settings of the fit world: the null's perturbation follows a perturbation-aware baseline (Chinchilla,
@@ -251,12 +243,12 @@ def _exponent_world(key, planted: bool):
 
 
 # -- quantization damage ------------------------------------------------------------------------------------------
-def damage_world(rng, planted: bool, n_models: int = 4, n_checkpoints: int = 10, slope: float = 0.02,
+def damage_world(rng, planted: bool, sizes=SIZES, n_checkpoints: int = CHECKPOINTS, slope: float = 0.02,
                  rho: float = 0.7, sd: float = 0.01):
     """Clean and 2-bit losses; the damage is a per-model offset plus an AR(1) wander along checkpoints (sd `sd`,
     autocorrelation `rho`: the checkpoints of one model share its history) plus evaluation noise, and grows by
     `slope` nats per e-fold of tokens in the planted world."""
-    points = grid(n_models, n_checkpoints)
+    points, n_models = grid(sizes, n_checkpoints), len(sizes)
     clean = true_loss(points, False, 0.0)
     log_t = np.log(points.tokens.to_numpy(float)).reshape(n_models, n_checkpoints)
     wander = np.zeros((n_models, n_checkpoints))
@@ -277,7 +269,7 @@ def quantization(rng, planted: bool):
 
 CONTROLS = [
     Control("shannon.u_shape",
-            null_world="monotone losses (a Chinchilla law; perturbations raise the floor), 4 sizes x 10 checkpoints, "
+            null_world="monotone losses (a Chinchilla law; perturbations raise the floor), 6 sizes x 10 checkpoints, "
                        "clean + 7 perturbed settings as in the notebook, 128 evaluation blocks (difficulty sd 0.1, "
                        "own noise sd 0.03 nats), two draws of each random perturbation, each with its own effect "
                        "(sd 1 % of the loss x (strength + 0.1), AR(1) rho 0.7 along checkpoints)",
@@ -286,28 +278,28 @@ CONTROLS = [
             simulate=u_shape, planted_draws=50),
     Control("shannon.fit_beats_baselines",
             null_world="clean losses from a Chinchilla law; three perturbed settings (strength s = 0.5, 1, 2) follow a "
-                       "perturbation-aware baseline (Chinchilla, E + 0.1 s, plus 0.08 s (D / 1.2M)^0.5): cpu grid, 4 "
+                       "perturbation-aware baseline (Chinchilla, E + 0.1 s, plus 0.08 s (D / 1.2M)^0.5): cpu grid, 6 "
                        "sizes x 10 checkpoints, protocol rows, every law warm-started from its population optimum",
             planted_effect="the perturbed settings follow a Shannon law whose d D^delta term (d = 1e-4 s, delta 0.8 > "
                            "beta 0.5) makes a basin along tokens (minimum near 2e5 tokens at s = 1)",
             simulate=fit_beats,
-            slow="fits three laws per setting, four settings, in every draw (2-4 s a draw on a quiet core): capped"),
+            slow="fits three laws per setting, four settings, in every draw (seconds a draw)"),
     Control("shannon.extrapolates",
             null_world="as fit_beats_baselines' null: the perturbation follows a perturbation-aware baseline",
             planted_effect="the perturbed settings follow a Shannon law with a basin along tokens",
             simulate=extrapolates,
-            slow="fits three laws per setting, four settings, in every draw (2-4 s a draw on a quiet core): capped"),
+            slow="fits three laws per setting, four settings, in every draw (seconds a draw)"),
     Control("shannon.quantization_hurts_overtrained",
             null_world="2-bit damage independent of tokens: a per-model offset plus an AR(1) wander along checkpoints "
-                       "(sd 0.01, rho 0.7) plus evaluation noise, 4 models x 10 post-warm-up checkpoints",
+                       "(sd 0.01, rho 0.7) plus evaluation noise, 6 models x 10 post-warm-up checkpoints",
             planted_effect="the damage grows by 0.02 nats per e-fold of tokens (0.06 over the checkpoint range)",
             simulate=quantization),
     Control("shannon.exponents",
             null_world="clean Shannon law; the perturbed setting's d D^delta term has delta = beta = 0.5 (it saturates "
-                       "the signal, no U-shape), 4 sizes x 10 checkpoints, 8 refits per fit, every law warm-started "
+                       "the signal, no U-shape), 6 sizes x 10 checkpoints, 8 refits per fit, every law warm-started "
                        "from its population optimum",
             planted_effect="the perturbed setting's d D^delta term has delta 0.8 > beta 0.5",
             simulate=exponent_world,
-            slow="fits the Shannon law, its 8 refits and the law without its d-term per setting in every draw (2.5-5.5 s "
-                 "a draw on a quiet core): capped"),
+            slow="fits the Shannon law, its 8 refits and the law without its d-term per setting in every draw (seconds "
+                 "a draw): capped"),
 ]

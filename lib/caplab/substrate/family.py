@@ -89,6 +89,35 @@ def log_spaced_shapes(n: int, min_params: float, max_params: float, family: str 
     return shapes
 
 
+def width_shapes(widths: list[int], n_layer: int, family: str = "gpt_neox", *, head_dim: int = 32,
+                 **common) -> list[dict]:
+    """Tiny shapes of one depth whose sizes differ by width alone (`widths`, each a multiple of `head_dim`;
+    n_head = d_model / head_dim). For tiny models shape matters: a family whose depth and head count follow N
+    (`log_spaced_shapes`) mixes 1-, 2- and 3-layer members whose losses do not line up, so a size trend fitted on
+    the smaller ones misses the largest; one depth keeps the family regular. `common` as in `log_spaced_shapes`."""
+    if n_layer < 1 or head_dim < 2 or head_dim % 2:
+        raise ValueError(f"need n_layer >= 1 and an even head_dim >= 2, got n_layer={n_layer}, head_dim={head_dim}")
+    if not widths or any(w < head_dim or w % head_dim for w in widths) or len(set(widths)) < len(widths):
+        raise ValueError(f"widths must be distinct multiples of head_dim {head_dim}, got {widths}")
+    TinySpec(family=family, d_model=head_dim, n_layer=1, n_head=1, **common)      # rejects bad family / keys
+    return [{"name": f"d{w}-L{n_layer}", "family": family, "d_model": int(w), "n_head": int(w) // head_dim,
+             "n_layer": int(n_layer), **common} for w in sorted(widths)]
+
+
+def family_shapes(spec: dict) -> list[dict]:
+    """The shapes of a family trained here: kind "tiny" (`log_spaced_shapes`'s arguments) or "tiny_widths"
+    (`width_shapes`'s)."""
+    kind, args = _check_family(spec)
+    common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
+    if kind == "tiny":
+        return log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
+                                 aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+    if kind == "tiny_widths":
+        return width_shapes(args["widths"], args["n_layer"], args.get("family", "gpt_neox"),
+                            head_dim=args.get("head_dim", 32), **common)
+    raise ValueError(f"a {kind} family is not trained here")
+
+
 # -- training ------------------------------------------------------------------------------------------------------
 def _member(shape: dict) -> tuple[str, dict, tuple[int, int, int], str]:
     """(name, model spec for get_model, (d_model, n_layer, n_head), family) of one shape dict."""
@@ -235,6 +264,8 @@ def for_each_checkpoint(frame: pd.DataFrame, fn: Callable[..., dict | list[dict]
 
 
 # -- one door for both tiers -------------------------------------------------------------------------------------
+TRAINED_HERE = ("tiny", "tiny_widths")            # family kinds trained here (the others are read from the hub)
+
 
 def _check_family(spec: dict) -> tuple[str, dict]:
     FAMILY.check(spec, "family spec", "")
@@ -245,7 +276,7 @@ def _check_family(spec: dict) -> tuple[str, dict]:
 def family_tokenizer(spec: dict):
     """The tokenizer every member of the family shares (the char tokenizer of tiny models, or the hub model's)."""
     kind, args = _check_family(spec)
-    if kind == "tiny":
+    if kind in TRAINED_HERE:
         return tiny_model(TinySpec(d_model=32, n_layer=1, n_head=2, max_seq_len=args.get("max_seq_len", 256)))[1]
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(args["models"][0], revision=args["revisions"][-1])
@@ -254,16 +285,13 @@ def family_tokenizer(spec: dict):
 def build_family(spec: dict, corpus: TokenDataset | None, config: dict, checkpoints: dict, *,
                  cache: Cache | None = None) -> pd.DataFrame:
     """The family frame of `train_family` for `{"kind": "tiny", "n": 5, "min_params": 2e4, "max_params": 1e6, ...}`
-    (trained here on `corpus`), or for `{"kind": "hub", "models": [...], "revisions": ["step1000", ...],
+    or `{"kind": "tiny_widths", "widths": [32, 64, 96], "n_layer": 2, ...}` (trained here on `corpus`), or for `{"kind": "hub", "models": [...], "revisions": ["step1000", ...],
     "tokens_per_step": 2097152, "params_non_embedding": [...]}` (Pythia-style checkpoints read from the Hugging
     Face cache; `checkpoints` and `config` are then unused and must be empty). `checkpoints` is the arguments of
     `log_spaced_tokens`: {"first": ..., "last": ..., "n": ...}."""
     kind, args = _check_family(spec)
-    if kind == "tiny":
-        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
-        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
-                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
-        return train_family(shapes, corpus, config, log_spaced_tokens(**checkpoints), cache=cache)
+    if kind in TRAINED_HERE:
+        return train_family(family_shapes(spec), corpus, config, log_spaced_tokens(**checkpoints), cache=cache)
     if config or checkpoints:
         raise ValueError("a hub family is already trained: give an empty train config and no checkpoints")
     models, counts = args["models"], args["params_non_embedding"]
@@ -287,10 +315,11 @@ def _schemas():
     from caplab.params import Fields, Kinds, Signature
 
     tiny = Signature(log_spaced_shapes, name="tiny family", extra={"max_seq_len": int, "seed": int})
+    widths = Signature(width_shapes, name="tiny family of one depth", extra={"max_seq_len": int, "seed": int})
     hub = Fields({"models": list[str], "revisions": list[str], "tokens_per_step": int,
                   "params_non_embedding": list[int]}, name="hub family", partial=False,
                  required=("models", "revisions", "tokens_per_step", "params_non_embedding"))
-    return Kinds({"tiny": tiny, "hub": hub}, name="family spec"), Signature(log_spaced_tokens, name="checkpoints")
+    return Kinds({"tiny": tiny, "tiny_widths": widths, "hub": hub}, name="family spec"), Signature(log_spaced_tokens, name="checkpoints")
 
 
 FAMILY, CHECKPOINTS = _schemas()

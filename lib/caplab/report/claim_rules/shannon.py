@@ -2,17 +2,10 @@
 from caplab.report.rules import Above, AllOf, Below, Capped, Powered
 
 # The fit-based controls (`caplab.controls.shannon`: every law fitted to convergence in every simulated world, each
-# from its own population optimum; clean plus three perturbed settings) were measured on 200 null and 100 planted
-# draws (session 30, a quiet core, 2-4 s a draw): the rules are calibrated but rarely succeed where the effect is
-# planted, so the claims stay capped until a design with power (and their replay in make test costs 2-4 s a draw).
-NO_POWER_AIC = "a design with power (issue 17): in a planted Shannon world (three perturbed settings with a basin along " \
-               "tokens) the rule reads reproduced in 16 % of 100 draws (false positives: 0 % of 200): on 4 sizes over " \
-               "8x and 10 checkpoints the perturbation-aware baselines fit the planted basin nearly as well, and the " \
-               "interval has 4 model clusters"
-NO_POWER_EXTRAPOLATION = "a design with power (issue 17): in a planted Shannon world (three perturbed settings) the " \
-                         "rule reads reproduced in 29 % of 100 draws (false positives: 1.5 % of 200); each setting's " \
-                         "extrapolation is the largest model's 3 later checkpoints"
-
+# from its own population optimum; clean plus three perturbed settings) take seconds a draw: `make test` replays
+# a few of their recorded draws, the nightly build all of them. fit_beats_baselines and extrapolates are judged
+# since the cpu tier has six sizes (session 31: five fitted model clusters instead of three); exponents stays
+# capped.
 FALSE_EXPONENTS = "a rule within the false-positive bound (issue 17): in null worlds where delta = beta it reads " \
                   "reproduced in 6.5 % of 200 draws (bound 5 %; power 31 % of 100), since the fitted law's modes alone " \
                   "put delta - beta above 0 in some worlds; identifying delta under a multimodal fit is the redesign"
@@ -31,19 +24,17 @@ RULES = {
     # the cluster (t interval): the mean over perturbed settings must be negative (Shannon fits better after paying
     # for its parameters), and more negative than on the clean setting of the same run (the advantage is specific to
     # perturbation, not the law's flexibility).
-    "shannon.fit_beats_baselines": Capped(AllOf((Below("aic_gap_perturbed", 0.0),
-                                                 Below("aic_gap_perturbed_minus_clean", 0.0))), why=NO_POWER_AIC),
+    "shannon.fit_beats_baselines": AllOf((Below("aic_gap_perturbed", 0.0), Below("aic_gap_perturbed_minus_clean", 0.0))),
     # Fit on the smaller models and earlier checkpoints, predict the largest model later on. Judged only if some
     # law extrapolates the clean setting (R^2 > 0.5: the protocol has room to succeed); then, pooled over the
     # perturbed settings' held-out rows (paired bootstrap over those rows), Shannon's R^2 of log loss lies above 0.5
     # and above the best baseline's, and its RMSE of log loss lies below that of carrying the largest model's last
     # fitted loss forward.
-    "shannon.extrapolates": Capped(Powered(AllOf((Above("extrapolation_r2_shannon", 0.5),
-                                                  Above("extrapolation_r2_shannon_minus_best_baseline", 0.0),
-                                                  Below("extrapolation_log_rmse_shannon_minus_carry_forward", 0.0))),
-                                           guards=(Above("extrapolation_r2_clean_best", 0.5),),
-                                           why="some law extrapolates the clean setting (positive control, R^2 > "
-                                               "0.5)"), why=NO_POWER_EXTRAPOLATION),
+    "shannon.extrapolates": Powered(AllOf((Above("extrapolation_r2_shannon", 0.5),
+                                           Above("extrapolation_r2_shannon_minus_best_baseline", 0.0),
+                                           Below("extrapolation_log_rmse_shannon_minus_carry_forward", 0.0))),
+                                    guards=(Above("extrapolation_r2_clean_best", 0.5),),
+                                    why="some law extrapolates the clean setting (positive control, R^2 > 0.5)"),
     # The 2-bit damage (quantized minus clean loss) against log tokens, post-warm-up checkpoints: one slope per
     # model, the mean slope's t interval over models lies above 0.
     "shannon.quantization_hurts_overtrained": Above("quant2_damage_slope_log_tokens", 0.0),
