@@ -103,7 +103,7 @@ def test_parameters_refuse_checkpoints_inside_the_warm_up_and_a_single_draw():
     cpu = {**yaml.safe_load((REPO / "notebooks" / "params" / "shannon" / "cpu.yaml").read_text()), "tier": "cpu"}
     from_namespace(exp.Params, cpu)
     with pytest.raises(ValueError, match="inside the warm-up"):
-        from_namespace(exp.Params, {**cpu, "checkpoints": {**cpu["checkpoints"], "first": 40000}})
+        from_namespace(exp.Params, {**cpu, "checkpoints": {**cpu["checkpoints"], "first": 10000}})
     with pytest.raises(ValueError, match="at least 2 distinct seeds"):
         from_namespace(exp.Params, {**cpu, "perturbation_seeds": [0]})
 
