@@ -44,10 +44,8 @@ def test_control(control):
     machines in its last bits, hence one draw's tolerance: a change that turns 20 % of the null draws into false
     positives is caught with probability 0.93 (10 %: 0.61). CAPLAB_FULL_CONTROLS=1 (`make controls`, the nightly
     build) re-measures every draw.
-    A slow control (seconds a draw) replays less: a judged claim's, its recorded false positives plus
-    `controls.SLOW_REPLAY` (2 null, 1 planted) draws; a capped claim's (it gates nothing) only with
-    CAPLAB_SLOW_CONTROLS=1, and a capped claim's rate may exceed the bound (its verdict is "inconclusive" whatever
-    the rule reads)."""
+    A capped claim's slow control (it gates nothing) is replayed only with CAPLAB_SLOW_CONTROLS=1, and a capped
+    claim's rate may exceed the bound (its verdict is "inconclusive" whatever the rule reads)."""
     record = calibration.recorded().get(control.claim)
     assert record is not None, f"{control.claim}: not recorded; run python -m caplab controls --write"
     assert record.rule == _rule_text(control.claim), f"{control.claim}: recorded for another rule; rerun controls --write"
@@ -55,7 +53,7 @@ def test_control(control):
     # a capped claim is never judged, so its rule may still fail the bound: the record reports how far it is off
     assert capped or record.false_positive_rate <= calibration.FPR_BOUND, record
     assert (record.null_draws, record.planted_draws) == (control.null_draws, control.planted_draws)
-    if control.slow and capped and not SLOW:
+    if control.slow and not SLOW:
         pytest.skip(f"slow control of a capped claim ({control.slow}); CAPLAB_SLOW_CONTROLS=1 runs it")
     if FULL or record.null_hits is None:
         measured = controls.measure(control, seed=record.seed)
@@ -65,9 +63,7 @@ def test_control(control):
         return
     assert record.false_positive_rate == len(record.null_hits) / record.null_draws
     assert record.power == len(record.planted_hits) / record.planted_draws
-    null_sample, planted_sample = controls.SLOW_REPLAY if control.slow and not SLOW else (20, 10)
-    sample = controls.replay_sample(record, null_sample=null_sample, planted_sample=planted_sample)
-    flipped = controls.replay(control, record, sample)
+    flipped = controls.replay(control, record, controls.replay_sample(record))
     assert len(flipped) <= 1, f"{control.claim}: draws whose outcome differs from the record: {flipped}"
 
 
@@ -80,7 +76,7 @@ def _rule_text(claim_id):
     return calibration.measured_text(claim_rule(claim_id))
 
 
-def test_only_capped_claims_have_short_controls():
+def test_only_capped_claims_have_slow_or_short_controls():
     for control in ALL:
         controls.check_draws(control, control.null_draws)
 
