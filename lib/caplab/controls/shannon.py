@@ -171,10 +171,9 @@ def lack_of_fit(rng, n_models: int, n_checkpoints: int) -> np.ndarray:
 def fit_world(rng, world: str, planted: bool) -> pd.DataFrame:
     """The cpu tier's grid, clean and the perturbed settings (`FIT_STRENGTHS` in the fit world, one in the exponent
     world), loss = truth x exp(lack of fit, shared by the settings) x (1 + 0.4 % evaluation noise)."""
-    frames = []
+    frames, points = [], grid()
     miss = np.exp(lack_of_fit(rng, len(SIZES), CHECKPOINTS))
     for strength in (0.0, *(FIT_STRENGTHS if world == "fit" else (1.0,))):
-        points = grid()
         truth = fit_truth(points, world, planted, strength)
         se = SE_REL * truth
         frames.append(points.assign(perturbation="noise" if strength else "none", level=strength,

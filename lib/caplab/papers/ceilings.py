@@ -294,16 +294,13 @@ def train_donor(family: dict, corpus, train_config: dict, checkpoints: dict, see
     """The swap's donor: one of the family's shapes (`shape_name`, e.g. "d64-L3"; by default the largest) trained
     again on the same corpus for the same tokens, from another seed (initialisation and data order), its last
     checkpoint only (a `family.train_family` frame)."""
-    from caplab.substrate.family import log_spaced_shapes, log_spaced_tokens, train_family
+    from caplab.substrate.family import family_shapes, log_spaced_tokens, train_family
 
-    args = {k: v for k, v in family.items() if k != "kind"}
     if family.get("kind") != "tiny":
         raise ValueError("a donor is trained only for a tiny family")
-    if seed == train_config.get("seed", 0) or seed == args.get("seed", 0):
+    if seed == train_config.get("seed", 0) or seed == family.get("seed", 0):
         raise ValueError(f"the donor's seed {seed} must differ from the family's")
-    common = {k: args[k] for k in ("max_seq_len",) if k in args}
-    shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
-                               aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+    shapes = family_shapes(family)                     # each shape's seed is replaced by the donor's below
     named = {s["name"]: s for s in shapes}
     if shape_name is not None and shape_name not in named:
         raise ValueError(f"no shape {shape_name!r} in the family {sorted(named)}")
@@ -320,16 +317,13 @@ def build_family_and_donor(family: dict, corpus, train_config: dict, checkpoints
     first), so that the swap later reads it from the cache. The recipient is still chosen after the family is
     evaluated (`learned_recipient`): where it is not the largest shape, `swap_pair` trains that shape's donor then.
     A hub family, or `donor_seed` None: `build_family` alone."""
-    from caplab.substrate.family import build_family, log_spaced_shapes, log_spaced_tokens, train_family
+    from caplab.substrate.family import build_family, family_shapes, log_spaced_tokens, train_family
     from caplab.substrate.sweep import parallel
 
     if family.get("kind") == "tiny" and donor_seed is not None:
-        args = {k: v for k, v in family.items() if k != "kind"}
-        if donor_seed in (train_config.get("seed", 0), args.get("seed", 0)):
+        if donor_seed in (train_config.get("seed", 0), family.get("seed", 0)):
             raise ValueError(f"the donor's seed {donor_seed} must differ from the family's")
-        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
-        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
-                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
+        shapes = family_shapes(family)
         targets = log_spaced_tokens(**checkpoints)
         runs = [lambda s=s: train_family([s], corpus, train_config, targets) for s in shapes]
         runs.append(lambda: train_donor(family, corpus, train_config, checkpoints, donor_seed))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from caplab.substrate.evaluate import example_losses
-from caplab.substrate.family import FAMILY, build_family, log_spaced_shapes, member_spec
+from caplab.substrate.family import FAMILY, build_family, family_shapes, member_spec
 from caplab.substrate.models import get_model, param_counts, strict_from_dict
 from caplab.substrate.sweep import parallel
 from caplab.substrate.train import TrainConfig, is_trained, train_cached
@@ -241,14 +241,10 @@ def build_teachers(spec: dict, corpus, config: dict, budget: dict, *, cache=None
     `train_teachers` at the budget's tokens per parameter, or a hub family as it is (`build_family`; then `config`
     and `budget` must be empty). One row per teacher with `params_non_embedding` and a model spec column `spec`."""
     FAMILY.check(spec, "teachers", "")
-    args = dict(spec)
-    if args.pop("kind") == "tiny":
+    if spec["kind"] == "tiny":
         if not budget:
             raise ValueError("tiny teachers need a teacher_budget (tokens_per_param, min_tokens)")
-        common = {k: args[k] for k in ("max_seq_len", "seed") if k in args}
-        shapes = log_spaced_shapes(args["n"], args["min_params"], args["max_params"], args.get("family", "gpt_neox"),
-                                   aspect=args.get("aspect", 32.0), head_dim=args.get("head_dim", 32), **common)
-        frame = train_teachers(shapes, corpus, config, budget, cache=cache)
+        frame = train_teachers(family_shapes(spec), corpus, config, budget, cache=cache)
     else:
         if budget:
             raise ValueError("a hub family is already trained: give an empty teacher_budget")
